@@ -1,0 +1,1 @@
+"""pg-labkit: a live PostgreSQL 16 lab for Jupyter notebooks."""

@@ -1,0 +1,55 @@
+"""What every server provider hands back: how to reach a running PostgreSQL."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+
+MAINTENANCE_DB = "postgres"
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    """Where a running PostgreSQL server listens and who we connect as."""
+
+    host: str
+    port: int
+    user: str
+    password: str | None = None
+    provider: str = "url"
+    maintenance_db: str = MAINTENANCE_DB
+
+    def url(self, dbname: str | None = None, *, hide_password: bool = False) -> str:
+        """A ``postgresql://`` URL for ``dbname`` (the maintenance database if omitted)."""
+        auth = quote(self.user, safe="")
+        if self.password:
+            auth += ":" + ("****" if hide_password else quote(self.password, safe=""))
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"postgresql://{auth}@{host}:{self.port}/{quote(dbname or self.maintenance_db)}"
+
+    def sqlalchemy_url(self, dbname: str | None = None) -> str:
+        """The same URL spelled for SQLAlchemy with the psycopg 3 driver."""
+        return self.url(dbname).replace("postgresql://", "postgresql+psycopg://", 1)
+
+    def connect(self, dbname: str | None = None, *, autocommit: bool = True, **kwargs: Any) -> psycopg.Connection:
+        """Open a psycopg connection to ``dbname``."""
+        return psycopg.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=dbname or self.maintenance_db,
+            autocommit=autocommit,
+            connect_timeout=kwargs.pop("connect_timeout", 5),
+            **kwargs,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConnectionInfo:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
