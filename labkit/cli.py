@@ -1,0 +1,219 @@
+"""The ``labkit`` command: start, inspect and stop the lab; load and reset the shop."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from importlib import metadata
+
+from labkit import runtime, servers
+from labkit.config import SERVER_CHOICES, Settings
+from labkit.errors import LabkitError, NotRunning
+from labkit.servers.base import ConnectionInfo
+
+SHOP_DB = "shop"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.load(
+        server=getattr(args, "server", None),
+        scale=getattr(args, "scale", None),
+        allow_other_major=True if getattr(args, "allow_other_major", False) else None,
+    )
+
+
+def _ensure_shop(info: ConnectionInfo, settings: Settings, *, quiet: bool = False) -> None:
+    from labkit import shopdb
+
+    shopdb.ensure_shop(info, scale=settings.scale, progress=not quiet)
+
+
+def _running(settings: Settings) -> ConnectionInfo:
+    info = runtime.current_server(settings)
+    if info is None:
+        raise NotRunning("The lab server is not running.", "Start it with 'labkit up'.")
+    return info
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    info = runtime.ensure_server(settings)
+    if not args.no_data:
+        with runtime.locked(settings):
+            _ensure_shop(info, settings)
+    url = info.url(SHOP_DB, hide_password=True)
+    print(f"PostgreSQL is up ({info.provider} provider).")
+    print(f"  connection:  {url}")
+    print(f'  psql:        psql "{url}"   (or: labkit psql)')
+    print("  notebooks:   labkit lab   (JupyterLab on notebooks/)")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    print(runtime.stop_server(settings, delete_data=args.delete_data))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    info = runtime.current_server(settings)
+    if info is None:
+        print("The lab server is not running. Start it with 'labkit up'.")
+        return NotRunning.exit_code
+    with info.connect() as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+        has_shop = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [SHOP_DB]).fetchone() is not None
+    print(f"running: PostgreSQL {version} via {info.provider} at {info.host}:{info.port}")
+    print(f"shop database: {'loaded' if has_shop else 'not loaded (labkit up loads it)'}")
+    return 0
+
+
+def cmd_dsn(args: argparse.Namespace) -> int:
+    info = _running(_settings(args))
+    print(info.sqlalchemy_url(args.db) if args.sqlalchemy else info.url(args.db))
+    return 0
+
+
+def cmd_psql(args: argparse.Namespace) -> int:
+    info = _running(_settings(args))
+    psql = shutil.which("psql")
+    if psql is None:
+        raise LabkitError(
+            "psql (PostgreSQL's terminal client) is not installed.",
+            "Install it (Debian/Ubuntu: apt install postgresql-client; macOS: brew install libpq), "
+            f"or use %sql in a notebook; the connection string is {info.url(SHOP_DB, hide_password=True)}",
+        )
+    env = {**os.environ}
+    if info.password:
+        env["PGPASSWORD"] = info.password
+    os.execvpe(psql, [psql, ConnectionInfo(**{**info.to_dict(), "password": None}).url(args.db), *args.psql_args], env)
+    return 0  # pragma: no cover
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    print(f"labkit {metadata.version('pg-labkit')} · Python {platform.python_version()} · {platform.system()} {platform.machine()}")
+    print(f"project:  {settings.project_dir}")
+    print(f"state:    {settings.state_dir}{'  (project folder is read-only: fallback)' if settings.state_dir_is_fallback else ''}")
+    print(f"server:   {settings.server}   (choose with --server, LABKIT_SERVER or labkit.toml)")
+    print(f"running as: {'root (the server runs as an unprivileged user)' if os.geteuid() == 0 else 'a normal user'}")
+    print("\nproviders, in the order auto tries them:")
+    first_ok = None
+    for name, available in servers.survey(settings):
+        mark = "ok " if available.ok else "no "
+        if available.ok and first_ok is None:
+            first_ok = name
+        print(f"  [{mark}] {name:9s} {available.detail}")
+    print(f"\nauto would use: {first_ok or 'nothing — see the reasons above'}")
+    info = runtime.current_server(settings)
+    if info:
+        with info.connect() as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+        print(f"running:  PostgreSQL {version} via {info.provider} at {info.host}:{info.port}")
+    else:
+        print("running:  no lab server (start one with 'labkit up')")
+    print("\ntools:")
+    print(f"  psql:     {shutil.which('psql') or 'not found (optional; labkit psql needs it)'}")
+    for package in ("jupysql", "pgspecial", "psycopg", "jupyterlab"):
+        try:
+            print(f"  {package + ':':9s} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            print(f"  {package + ':':9s} not installed")
+    return 0 if first_ok or info else 3
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    cmd_up(argparse.Namespace(**{**vars(args), "no_data": False}))
+    jupyter = shutil.which("jupyter") or os.path.join(os.path.dirname(sys.executable), "jupyter")
+    argv = [jupyter, "lab", f"--notebook-dir={settings.project_dir / 'notebooks'}", "--ServerApp.ip=127.0.0.1"]
+    if args.no_browser:
+        argv.append("--no-browser")
+    if args.port:
+        argv.append(f"--port={args.port}")
+    if os.geteuid() == 0:
+        argv.append("--allow-root")
+    print("Starting JupyterLab; open notebooks/00-welcome.ipynb first. Stop with Ctrl-C.")
+    os.execv(argv[0], argv)
+    return 0  # pragma: no cover
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    from labkit import shopdb
+
+    info = _running(_settings(args))
+    seconds = shopdb.reset(info)
+    print(f"The shop database is back to its pristine state ({seconds:.2f} s). Your notebooks were not touched.")
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from labkit import shopdb
+
+    settings = _settings(args)
+    info = runtime.ensure_server(settings)
+    with runtime.locked(settings):
+        shopdb.load(info, scale=settings.scale, force=args.force, progress=True)
+    print(f"Loaded the shop at scale {settings.scale:g}.")
+    return 0
+
+
+def _add_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", choices=SERVER_CHOICES, help="where PostgreSQL comes from (default: auto)")
+    parser.add_argument("--allow-other-major", action="store_true", help="accept a PostgreSQL other than 16")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="labkit", description="A live PostgreSQL 16 lab for the pg-labkit notebooks.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _add_server_options(p)
+        p.set_defaults(func=func)
+        return p
+
+    up = add("up", cmd_up, "start (or attach to) PostgreSQL 16 and load the shop database")
+    up.add_argument("--scale", type=float, help="data scale factor for a first load (default 1)")
+    up.add_argument("--no-data", action="store_true", help="only start the server")
+    down = add("down", cmd_down, "stop the lab server (data is kept)")
+    down.add_argument("--delete-data", action="store_true", help="also delete the server's data directory/volume")
+    add("status", cmd_status, "is the lab server running, and is the shop loaded?")
+    dsn = add("dsn", cmd_dsn, "print the connection URL of the shop database")
+    dsn.add_argument("--db", default=SHOP_DB, help="database name (default: shop)")
+    dsn.add_argument("--sqlalchemy", action="store_true", help="print the SQLAlchemy (postgresql+psycopg) form")
+    psql = add("psql", cmd_psql, "open psql on the shop database")
+    psql.add_argument("--db", default=SHOP_DB, help="database name (default: shop)")
+    psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="extra arguments for psql")
+    add("doctor", cmd_doctor, "explain which ways of running PostgreSQL 16 work here, and why not")
+    lab = add("lab", cmd_lab, "start the lab server and JupyterLab on notebooks/")
+    lab.add_argument("--scale", type=float, help="data scale factor for a first load")
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    lab.add_argument("--port", type=int, help="JupyterLab port")
+    add("reset", cmd_reset, "restore the shop database from its pristine template (about a second)")
+    load = add("load", cmd_load, "(re)load the shop database, e.g. at a larger scale")
+    load.add_argument("--scale", type=float, help="scale factor: 1 = classroom size, 10+ = millions of rows")
+    load.add_argument("--force", action="store_true", help="reload even if the same data is loaded")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except LabkitError as exc:
+        print(f"labkit: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("labkit: interrupted; nothing was half-changed.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

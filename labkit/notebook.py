@@ -1,0 +1,139 @@
+"""``labkit.lab()``: the one call at the top of every notebook.
+
+It ensures the server and the shop database, connects JupySQL's ``%sql`` magic as
+``shop`` with settings that make failures loud (so nbval catches them) and outputs
+stable, and returns a :class:`Lab` with pandas/psycopg/SQLAlchemy helpers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from psycopg.types.string import TextLoader
+
+from labkit import runtime
+from labkit.config import Settings
+from labkit.errors import ConnectError, LabkitError
+from labkit.servers.base import ConnectionInfo
+
+SHOP_DB = "shop"
+ALIAS = "shop"
+DISPLAY_LIMIT = 20
+SQLMAGIC_CONFIG = {
+    "short_errors": False,  # a failing SQL cell raises, so nbval and nbclient see it
+    "displaycon": False,  # no host/port in outputs
+    "feedback": 0,  # no "N rows affected" chatter
+    "named_parameters": "'disabled'",  # ':' in JSON literals is not a bind parameter
+    "displaylimit": DISPLAY_LIMIT,
+    "autopandas": False,
+    "autocommit": True,
+}
+
+
+def _json_as_text(dbapi_conn: Any, _record: Any) -> None:
+    """Show json/jsonb values as JSON text (as psql does), not as Python dicts."""
+    raw = getattr(dbapi_conn, "driver_connection", dbapi_conn)
+    for name in ("json", "jsonb"):
+        raw.adapters.register_loader(name, TextLoader)
+
+
+def make_engine(info: ConnectionInfo, dbname: str = SHOP_DB) -> sa.Engine:
+    """A SQLAlchemy engine in autocommit mode: statements commit as in psql; BEGIN/COMMIT still work."""
+    engine = sa.create_engine(info.sqlalchemy_url(dbname), isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+    sa.event.listen(engine, "connect", _json_as_text)
+    return engine
+
+
+@dataclass
+class Lab:
+    """What a notebook gets back from ``labkit.lab()``."""
+
+    info: ConnectionInfo
+    engine: sa.Engine
+    dbname: str = SHOP_DB
+    _extras: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def url(self) -> str:
+        return self.info.url(self.dbname, hide_password=True)
+
+    def connect(self, *, autocommit: bool = True, **kwargs: Any) -> psycopg.Connection:
+        """A new psycopg 3 connection to the shop (close it, or use ``with``)."""
+        return self.info.connect(self.dbname, autocommit=autocommit, **kwargs)
+
+    def df(self, query: str, params: dict[str, Any] | None = None) -> Any:
+        """Run ``query`` and return a pandas DataFrame."""
+        import pandas as pd
+
+        with self.engine.connect() as conn:
+            return pd.read_sql_query(sa.text(query), conn, params=params)
+
+    def reset(self) -> float:
+        """Restore the shop database from its pristine template; notebooks are never touched."""
+        from labkit import shopdb
+
+        self.engine.dispose()
+        return shopdb.reset(self.info)
+
+    def __repr__(self) -> str:
+        return f"<labkit lab: {self.dbname} on PostgreSQL via {self.info.provider}>"
+
+
+def _configure_magic(lab: Lab) -> None:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is None:
+        return
+    try:
+        ip.run_line_magic("load_ext", "sql")
+    except ModuleNotFoundError as exc:
+        raise LabkitError(
+            "The %sql magic (JupySQL) is not installed in this kernel.",
+            "Install the project into the kernel's environment: pip install -e . (see README).",
+        ) from exc
+    for key, value in SQLMAGIC_CONFIG.items():
+        ip.run_line_magic("config", f"SqlMagic.{key} = {value}")
+    ip.user_ns["_labkit_engine"] = lab.engine
+    ip.run_line_magic("sql", f"_labkit_engine --alias {ALIAS}")
+    _configure_display()
+
+
+def _configure_display() -> None:
+    import matplotlib
+    import pandas as pd
+
+    pd.set_option("display.max_rows", DISPLAY_LIMIT)
+    pd.set_option("display.max_columns", 20)
+    pd.set_option("display.width", 120)
+    matplotlib.rcParams.update({"figure.figsize": (8, 4), "figure.dpi": 80, "axes.grid": True, "svg.hashsalt": "labkit"})
+
+
+def lab(*, load_data: bool = True, server: str | None = None, scale: float | None = None) -> Lab:
+    """Ensure PostgreSQL 16 and the shop database, connect ``%sql``, and return the :class:`Lab`.
+
+    Raises a real exception if the lab cannot be reached: JupySQL's own "no active
+    connection" message is a UsageError that test runners do not count as a failure.
+    """
+    settings = Settings.load(server=server, scale=scale)
+    info = runtime.ensure_server(settings)
+    if load_data:
+        from labkit import shopdb
+
+        with runtime.locked(settings):
+            shopdb.ensure_shop(info, scale=settings.scale, progress=True)
+    dbname = SHOP_DB if load_data else info.maintenance_db
+    engine = make_engine(info, dbname)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except sa.exc.OperationalError as exc:
+        raise ConnectError(f"The lab database {dbname!r} does not answer: {exc.orig}", "Run 'labkit doctor' in a terminal.") from exc
+    result = Lab(info=info, engine=engine, dbname=dbname)
+    _configure_magic(result)
+    return result

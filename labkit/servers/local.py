@@ -1,0 +1,110 @@
+"""The ``local`` provider: PostgreSQL 16 binaries already installed on this machine."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from labkit.config import Settings
+from labkit.errors import ProviderUnavailable
+from labkit.servers.base import Availability, ConnectionInfo, Provider
+from labkit.servers.binaries import REQUIRED_MAJOR, PgInstall, find_installs
+from labkit.servers.cluster import Cluster, ClusterPaths, choose_port
+from labkit.servers.unprivileged import RunAs, server_user
+
+SYSTEM_DATA_ROOT = Path("/var/lib/labkit")
+
+
+def cluster_root(settings: Settings, run_as: RunAs, major: int) -> Path:
+    """The cluster folder: in the state dir, unless the server user cannot reach it (root + private home)."""
+    preferred = settings.state_dir / f"pg{major}"
+    if run_as.is_current:
+        return preferred
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    if run_as.can_traverse(settings.state_dir):
+        return preferred
+    digest = hashlib.sha256(str(settings.state_dir).encode()).hexdigest()[:10]
+    return SYSTEM_DATA_ROOT / f"{settings.project_dir.name}-{digest}" / f"pg{major}"
+
+
+class ClusterProvider(Provider):
+    """Shared lifecycle of providers that run a private cluster from binaries."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def install(self) -> PgInstall:
+        raise NotImplementedError
+
+    def cluster(self, install: PgInstall | None = None) -> Cluster:
+        install = install or self.install()
+        run_as = server_user(self.settings.run_as)
+        root = cluster_root(self.settings, run_as, install.major)
+        return Cluster(install, ClusterPaths(root), run_as, self.name)
+
+    def start(self) -> ConnectionInfo:
+        cluster = self.cluster()
+        if (port := cluster.running_port()) is not None:
+            return cluster.info(port)
+        if cluster.exists():
+            cluster.check_compatible()
+        else:
+            cluster.initdb()
+        previous = cluster.pid_file()
+        port = choose_port(self.settings.port, previous[1] if previous else None)
+        return cluster.start(port)
+
+    def stop(self) -> bool:
+        try:
+            cluster = self.cluster()
+        except ProviderUnavailable:
+            return False
+        return cluster.stop()
+
+    def status(self) -> ConnectionInfo | None:
+        try:
+            cluster = self.cluster()
+        except ProviderUnavailable:
+            return None
+        port = cluster.running_port()
+        return cluster.info(port) if port is not None else None
+
+
+class LocalProvider(ClusterProvider):
+    """Binaries found on PATH, LABKIT_PG_BIN, pg_config, distro folders, Homebrew or conda."""
+
+    name = "local"
+
+    def _choose(self) -> tuple[PgInstall | None, list[PgInstall]]:
+        installs = find_installs(self.settings.pg_bin)
+        for install in installs:
+            if install.major == REQUIRED_MAJOR:
+                return install, installs
+        if self.settings.allow_other_major and installs:
+            return max(installs, key=lambda i: i.major), installs
+        return None, installs
+
+    def availability(self) -> Availability:
+        install, installs = self._choose()
+        if install:
+            note = "" if install.major == REQUIRED_MAJOR else " (another major version, allowed by LABKIT_ALLOW_OTHER_MAJOR)"
+            return Availability(True, f"PostgreSQL {install.version} in {install.bindir} ({install.source}){note}")
+        if installs:
+            others = ", ".join(f"{i.version} in {i.bindir}" for i in installs)
+            return Availability(
+                False,
+                f"found PostgreSQL {others}, but the course needs {REQUIRED_MAJOR} "
+                "(set LABKIT_ALLOW_OTHER_MAJOR=1 to use it anyway; some lessons will differ)",
+            )
+        return Availability(
+            False, f"no PostgreSQL {REQUIRED_MAJOR} server binaries found (PATH, LABKIT_PG_BIN, pg_config, /usr/lib/postgresql)"
+        )
+
+    def install(self) -> PgInstall:
+        install, _ = self._choose()
+        if install is None:
+            raise ProviderUnavailable(
+                "Local PostgreSQL: " + self.availability().detail + ".",
+                "Install PostgreSQL 16, point LABKIT_PG_BIN at its bin folder, or use --server portable.",
+            )
+        return install

@@ -1,0 +1,122 @@
+"""The ``url`` provider: an existing server named by LABKIT_DATABASE_URL or DATABASE_URL."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from labkit.config import Settings
+from labkit.errors import ConfigError, ConnectError, ProviderUnavailable
+from labkit.servers.base import Availability, ConnectionInfo, Provider
+
+
+def parse_url(url: str) -> ConnectionInfo:
+    """Turn a PostgreSQL URL into ConnectionInfo, with a clear error if it is malformed."""
+    if not url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        raise ConfigError(
+            f"The database URL {_mask(url)!r} does not start with postgresql://.",
+            "Use the form postgresql://USER:PASSWORD@HOST:PORT/DBNAME.",
+        )
+    url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(
+            f"The database URL {_mask(url)!r} is malformed: {exc}", "Use postgresql://USER:PASSWORD@HOST:PORT/DBNAME."
+        ) from exc
+    try:
+        port = int(parts.get("port") or 5432)
+    except ValueError as exc:
+        raise ConfigError(f"The port in {_mask(url)!r} is not a number.", "Use postgresql://USER@HOST:5432/DBNAME.") from exc
+    dbname = str(parts.get("dbname") or "postgres")
+    return ConnectionInfo(
+        host=str(parts.get("host") or "localhost"),
+        port=port,
+        user=str(parts.get("user") or "postgres"),
+        password=str(parts["password"]) if parts.get("password") else None,
+        provider="url",
+        maintenance_db="postgres" if dbname == "shop" else dbname,
+    )
+
+
+def _mask(url: str) -> str:
+    """The URL with any password replaced, safe to print."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        if ":" in creds:
+            creds = creds.split(":", 1)[0] + ":****"
+        return f"{scheme}://{creds}@{host}"
+    return url
+
+
+def explain_connect_error(info: ConnectionInfo, exc: psycopg.OperationalError) -> ConnectError:
+    """Translate libpq's message into what the learner should do."""
+    text = str(exc).strip()
+    where = f"{info.host}:{info.port}"
+    if "password authentication failed" in text or "no password supplied" in text:
+        return ConnectError(
+            f"The server at {where} rejected the password for user {info.user!r}.", "Check the user and password in LABKIT_DATABASE_URL."
+        )
+    if "does not exist" in text and "database" in text:
+        return ConnectError(
+            f"The server at {where} has no database {info.maintenance_db!r}.", "Put an existing database (e.g. postgres) in the URL's path."
+        )
+    if "Connection refused" in text or "could not connect" in text or "timeout" in text.lower():
+        return ConnectError(
+            f"Nothing answers at {where}: {text.splitlines()[-1] if text else ''}".rstrip(),
+            "Is the server running and the host/port right? Try 'labkit doctor'.",
+        )
+    if "could not translate host name" in text:
+        return ConnectError(f"The host name {info.host!r} cannot be resolved.", "Check the host part of LABKIT_DATABASE_URL.")
+    return ConnectError(f"Could not connect to {where}: {text}", "Check LABKIT_DATABASE_URL; 'labkit doctor' shows what labkit sees.")
+
+
+class UrlProvider(Provider):
+    """Attach to a server someone else runs (docker-compose, Binder, a class server)."""
+
+    name = "url"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def info(self) -> ConnectionInfo:
+        if not self.settings.database_url:
+            raise ProviderUnavailable(
+                "No database URL is set.", "Set LABKIT_DATABASE_URL (or DATABASE_URL) to postgresql://USER:PASSWORD@HOST:PORT/DBNAME."
+            )
+        return parse_url(self.settings.database_url)
+
+    def availability(self) -> Availability:
+        if not self.settings.database_url:
+            return Availability(False, "LABKIT_DATABASE_URL / DATABASE_URL not set")
+        try:
+            info = self.info()
+        except ConfigError as exc:
+            return Availability(False, exc.message)
+        return Availability(True, f"{info.url(hide_password=True)}")
+
+    def start(self) -> ConnectionInfo:
+        info = self.info()
+        try:
+            with info.connect(connect_timeout=5) as conn:
+                version = conn.info.server_version
+        except psycopg.OperationalError as exc:
+            raise explain_connect_error(info, exc) from exc
+        if version // 10000 != 16 and not self.settings.allow_other_major:
+            raise ProviderUnavailable(
+                f"The server at {info.host}:{info.port} runs PostgreSQL {version // 10000}, the course needs 16.",
+                "Point the URL at a PostgreSQL 16 server, or set LABKIT_ALLOW_OTHER_MAJOR=1 to use it anyway.",
+            )
+        return info
+
+    def stop(self) -> bool:
+        return False  # not ours to stop
+
+    def status(self) -> ConnectionInfo | None:
+        try:
+            info = self.info()
+            with info.connect(connect_timeout=3):
+                return info
+        except (ConfigError, ProviderUnavailable, psycopg.OperationalError):
+            return None
