@@ -1,0 +1,65 @@
+"""Every notebook runs top to bottom the way a learner runs it (nbclient, like `jupyter execute`).
+
+nbval (run on notebooks/ by pytest) compares stored outputs; it does not notice a JupySQL
+UsageError printed to stderr, nor a cell tagged ``raises-exception`` that did not raise.
+This module checks exactly those: no unexpected error anywhere, and every expected error is
+the PostgreSQL error the lesson promises (``metadata.labkit.expect_error``, a substring).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from labkit.servers.base import ConnectionInfo
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+CELL_TIMEOUT_S = 300
+
+
+def _errors(cell: nbformat.NotebookNode) -> list[str]:
+    """Error texts a cell produced: exceptions and UsageError-style messages on stderr."""
+    found = []
+    for output in cell.get("outputs", []):
+        if output.output_type == "error":
+            found.append(f"{output.ename}: {output.evalue}")
+        elif output.output_type == "stream" and output.name == "stderr":
+            text = output.text
+            if "UsageError" in text or "Traceback" in text or "(psycopg.errors." in text:
+                found.append(text)
+    return found
+
+
+def execute(path: Path) -> nbformat.NotebookNode:
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(path.parent)}})  # fmt: skip
+    client.execute()
+    return nb
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_top_to_bottom(path: Path, shop: ConnectionInfo) -> None:
+    nb = execute(path)
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        errors = _errors(cell)
+        tags = cell.metadata.get("tags", [])
+        if "raises-exception" in tags:
+            expected = cell.metadata.get("labkit", {}).get("expect_error")
+            if not expected:
+                problems.append(f"cell {index}: tagged raises-exception without metadata.labkit.expect_error")
+            elif not any(expected in e for e in errors):
+                problems.append(f"cell {index}: expected an error containing {expected!r}, got {errors or 'no error'}")
+        elif errors:
+            problems.append(f"cell {index}: unexpected error: {errors[0][:500]}")
+    assert not problems, f"{path.name}:\n" + "\n".join(problems)
+
+
+def test_notebooks_exist() -> None:
+    assert NOTEBOOKS, "the course has no notebooks"
