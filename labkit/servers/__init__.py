@@ -36,14 +36,8 @@ def survey(settings: Settings) -> list[tuple[str, Availability]]:
 def choose(settings: Settings, previous: str | None = None) -> Provider:
     """The provider to use: the named one, else the one already in use, else the first available."""
     if settings.server != "auto":
-        chosen = provider(settings.server, settings)
-        available = chosen.availability()
-        if not available.ok:
-            raise ProviderUnavailable(
-                f"The {settings.server!r} server provider is not available: {available.detail}.",
-                "Run 'labkit doctor' to see every option, or choose another with --server.",
-            )
-        return chosen
+        # Named explicitly: starting it raises the provider's own precise error and next step.
+        return provider(settings.server, settings)
     if settings.database_url:  # an explicit URL always wins; its errors are reported, not skipped
         return provider("url", settings)
     if previous and previous != "url":

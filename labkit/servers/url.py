@@ -63,10 +63,8 @@ def explain_connect_error(info: ConnectionInfo, exc: psycopg.OperationalError) -
             f"The server at {where} has no database {info.maintenance_db!r}.", "Put an existing database (e.g. postgres) in the URL's path."
         )
     if "Connection refused" in text or "could not connect" in text or "timeout" in text.lower():
-        return ConnectError(
-            f"Nothing answers at {where}: {text.splitlines()[-1] if text else ''}".rstrip(),
-            "Is the server running and the host/port right? Try 'labkit doctor'.",
-        )
+        why = "connection refused" if "refused" in text else "timed out" if "timeout" in text.lower() else "no answer"
+        return ConnectError(f"Nothing answers at {where} ({why}).", "Is the server running and the host/port right? Try 'labkit doctor'.")
     if "could not translate host name" in text:
         return ConnectError(f"The host name {info.host!r} cannot be resolved.", "Check the host part of LABKIT_DATABASE_URL.")
     return ConnectError(f"Could not connect to {where}: {text}", "Check LABKIT_DATABASE_URL; 'labkit doctor' shows what labkit sees.")
