@@ -1,0 +1,195 @@
+"""Two (or more) live sessions side by side, for the transactions and locking lessons.
+
+Each statement runs in a named session; one that blocks on a lock is detected by asking
+PostgreSQL (``pg_blocking_pids``), never by sleeping, so notebooks replay the same way every
+run. The timeline shows what each session did, step by step::
+
+    s = labkit.sessions.Sessions(shop.info, "shop")
+    s.a("BEGIN"); s.a("UPDATE inventory SET quantity = quantity - 1 WHERE product_id = …")
+    s.b("UPDATE inventory SET quantity = quantity - 1 WHERE product_id = …")   # ⏳ waits for A
+    s.a("COMMIT")                                                              # B finishes now
+    s.timeline()
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from labkit.servers.base import ConnectionInfo
+
+WAIT_LIMIT_S = 30.0
+POLL_S = 0.01
+
+
+@dataclass
+class Step:
+    """One line of the timeline."""
+
+    session: str
+    sql: str
+    outcome: str  # "ok", "waiting", "error", "resumed"
+    result: Any = None
+    error: str | None = None
+
+    def describe(self) -> str:
+        if self.outcome == "waiting":
+            return f"⏳ waits (blocked by {self.result})"
+        if self.outcome == "error":
+            return f"✗ {self.error}"
+        prefix = "↳ resumes: " if self.outcome == "resumed" else ""
+        return prefix + _short(self.result)
+
+
+def _short(result: Any) -> str:
+    if result is None:
+        return "ok"
+    if isinstance(result, list):
+        if len(result) == 1 and len(result[0]) == 1:
+            return repr(result[0][0]) if not isinstance(result[0][0], str) else result[0][0]
+        return f"{len(result)} row(s): " + ", ".join(str(tuple(r)) for r in result[:3]) + (" …" if len(result) > 3 else "")
+    return str(result)
+
+
+@dataclass
+class Session:
+    """A named connection in autocommit mode: write BEGIN/COMMIT yourself, as in psql."""
+
+    name: str
+    conn: psycopg.Connection
+    owner: Sessions
+    pending: threading.Thread | None = field(default=None, repr=False)
+    _outcome: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.conn.info.backend_pid
+
+    def __call__(self, sql: str) -> Any:
+        """Run ``sql``; if it blocks on a lock, record that and return while it waits."""
+        if self.pending is not None:
+            self._resume()  # as in psql, the previous statement ends before the next is sent
+        self._outcome = {}
+        thread = threading.Thread(target=self._execute, args=(sql,), daemon=True)
+        thread.start()
+        blockers = self.owner._wait_done_or_blocked(self, thread)
+        if blockers:
+            self.pending = thread
+            self._pending_sql = sql
+            self.owner._record(Step(self.name, sql, "waiting", result=", ".join(self.owner._names(blockers))))
+            return None
+        rows = self._finish(sql, "ok")
+        self.owner._settle_others(self)
+        return rows
+
+    def _execute(self, sql: str) -> None:
+        try:
+            cur = self.conn.execute(sql)  # type: ignore[arg-type]
+            self._outcome["rows"] = cur.fetchall() if cur.description else None
+        except psycopg.Error as exc:
+            self._outcome["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+
+    def _finish(self, sql: str, outcome: str) -> Any:
+        if "error" in self._outcome:
+            self.owner._record(Step(self.name, sql, "error", error=self._outcome["error"]))
+            return None
+        rows = self._outcome.get("rows")
+        self.owner._record(Step(self.name, sql, outcome, result=rows))
+        return rows
+
+    def _resume(self) -> None:
+        assert self.pending is not None
+        self.pending.join(WAIT_LIMIT_S)
+        if self.pending.is_alive():
+            raise TimeoutError(f"session {self.name} is still blocked after {WAIT_LIMIT_S} s")
+        self.pending = None
+        self._finish(self._pending_sql, "resumed")
+
+
+class Sessions:
+    """A set of named sessions (default ``a`` and ``b``) and their shared timeline."""
+
+    def __init__(self, info: ConnectionInfo, dbname: str, names: tuple[str, ...] = ("a", "b")) -> None:
+        self.info = info
+        self.steps: list[Step] = []
+        self.sessions = {name: Session(name, info.connect(dbname, autocommit=True), self) for name in names}
+        self._monitor = info.connect(dbname, autocommit=True)
+        for session in self.sessions.values():
+            session.conn.execute("SELECT set_config('application_name', %s, false)", [f"session {session.name}"])
+
+    def __getattr__(self, name: str) -> Session:
+        sessions = self.__dict__.get("sessions", {})
+        if name in sessions:
+            return sessions[name]
+        raise AttributeError(name)
+
+    def _names(self, pids: list[int]) -> list[str]:
+        by_pid = {s.pid: s.name.upper() for s in self.sessions.values()}
+        return [by_pid.get(pid, f"pid {pid}") for pid in pids]
+
+    def _wait_done_or_blocked(self, session: Session, thread: threading.Thread) -> list[int]:
+        """Return [] once the statement finished, or the blocking pids once it waits on a lock."""
+        deadline = time.monotonic() + WAIT_LIMIT_S
+        while time.monotonic() < deadline:
+            thread.join(POLL_S)
+            if not thread.is_alive():
+                return []
+            row = self._monitor.execute("SELECT pg_blocking_pids(%s)", [session.pid]).fetchone()
+            if row and row[0]:
+                return list(row[0])
+        raise TimeoutError(f"session {session.name}: statement neither finished nor blocked within {WAIT_LIMIT_S} s")
+
+    def _settle_others(self, current: Session) -> None:
+        """After a step, record every waiting session that the step set free."""
+        for other in self.sessions.values():
+            if other is not current and other.pending is not None and not self._still_blocked(other):
+                other._resume()
+                self._settle_others(other)
+
+    def _still_blocked(self, session: Session) -> bool:
+        deadline = time.monotonic() + WAIT_LIMIT_S
+        while time.monotonic() < deadline:
+            if session.pending is None or not session.pending.is_alive():
+                return False
+            row = self._monitor.execute("SELECT pg_blocking_pids(%s)", [session.pid]).fetchone()
+            if row and row[0]:
+                return True
+            session.pending.join(POLL_S)
+        return True
+
+    def _record(self, step: Step) -> None:
+        self.steps.append(step)
+
+    def settle(self) -> None:
+        """Wait for every waiting session whose blocker has gone (call after the last step)."""
+        for session in self.sessions.values():
+            if session.pending is not None and not self._still_blocked(session):
+                session._resume()
+
+    def timeline(self) -> Any:
+        """The steps so far as a DataFrame: one column per session."""
+        import pandas as pd
+
+        self.settle()
+        names = list(self.sessions)
+        rows = []
+        for number, step in enumerate(self.steps, start=1):
+            row = {"step": number} | {name.upper(): "" for name in names}
+            row[step.session.upper()] = f"{step.sql.strip()}\n→ {step.describe()}" if step.outcome != "resumed" else step.describe()
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("step")
+
+    def close(self) -> None:
+        for session in self.sessions.values():
+            session.conn.close()
+        self._monitor.close()
+
+    def __enter__(self) -> Sessions:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
