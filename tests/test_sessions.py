@@ -1,0 +1,47 @@
+"""Side-by-side sessions: lock waits are detected by PostgreSQL, so timelines replay identically."""
+
+from __future__ import annotations
+
+from labkit.servers.base import ConnectionInfo
+from labkit.sessions import Sessions
+
+
+def _prepare(server: ConnectionInfo, db: str) -> None:
+    with server.connect(db) as conn:
+        conn.execute("CREATE TABLE inv (id int PRIMARY KEY, q int NOT NULL)")
+        conn.execute("INSERT INTO inv VALUES (1, 10), (2, 10)")
+
+
+def test_blocked_update_waits_then_resumes_after_commit(server: ConnectionInfo, scratch_db: str) -> None:
+    _prepare(server, scratch_db)
+    with Sessions(server, scratch_db) as s:
+        s.a("BEGIN")
+        s.a("UPDATE inv SET q = q - 1 WHERE id = 1")
+        s.b("UPDATE inv SET q = q - 2 WHERE id = 1")
+        assert s.steps[-1].outcome == "waiting" and s.steps[-1].result == "A"
+        s.a("COMMIT")
+        assert [step.outcome for step in s.steps[-2:]] == ["ok", "resumed"]
+        assert s.b("SELECT q FROM inv WHERE id = 1") == [(7,)]
+
+
+def test_deadlock_is_detected_in_the_session_that_waited_first(server: ConnectionInfo, scratch_db: str) -> None:
+    _prepare(server, scratch_db)
+    with Sessions(server, scratch_db) as s:
+        s.a("BEGIN")
+        s.b("BEGIN")
+        s.b("SET deadlock_timeout = '10s'")
+        s.a("UPDATE inv SET q = 0 WHERE id = 1")
+        s.b("UPDATE inv SET q = 0 WHERE id = 2")
+        s.a("UPDATE inv SET q = 1 WHERE id = 2")
+        s.b("UPDATE inv SET q = 1 WHERE id = 1")
+        s.a("ROLLBACK")
+        s.b("COMMIT")
+        outcomes = [(step.session, step.outcome) for step in s.steps]
+        assert ("a", "error") in outcomes
+        error = next(step for step in s.steps if step.outcome == "error")
+        assert "DeadlockDetected" in (error.error or "")
+        assert outcomes[-2:] == [("b", "resumed"), ("b", "ok")]
+        table = s.timeline()
+        assert list(table.columns) == ["A", "B"] and len(table) == len(s.steps)
+    with server.connect(scratch_db) as conn:
+        assert conn.execute("SELECT q FROM inv ORDER BY id").fetchall() == [(1,), (0,)]
