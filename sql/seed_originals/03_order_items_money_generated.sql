@@ -1,0 +1,8 @@
+-- expect: generation expression is not immutable
+CREATE TABLE seed_order_items (
+    id UUID PRIMARY KEY DEFAULT uuid_generate_v4(),
+    quantity INTEGER NOT NULL,
+    unit_price MONEY NOT NULL,
+    total_price MONEY NOT NULL GENERATED ALWAYS AS
+        ((quantity * unit_price::numeric)::money) STORED
+);

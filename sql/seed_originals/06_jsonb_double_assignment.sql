@@ -1,0 +1,6 @@
+-- expect: multiple assignments to same column "profile"
+UPDATE users
+SET
+    profile = jsonb_set(profile, '{address,city}', '"New York"'),
+    profile = profile || '{"lastModified": "2024-01-01"}'
+WHERE id = '123e4567-e89b-12d3-a456-426614174000';
