@@ -163,6 +163,34 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_release(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from labkit.exercises.release import release
+
+    report = release(Path(args.source), Path(args.out))
+    for name, removed in report.items():
+        print(f"  {name}: {removed} solution(s) replaced by stubs")
+    print(f"Student notebooks written to {args.out}")
+    return 0
+
+
+def cmd_exercises(args: argparse.Namespace) -> int:
+    from labkit.exercises import refresh
+
+    info = _running(_settings(args))
+    with info.connect(SHOP_DB) as conn:
+        if args.action == "refresh":
+            written = refresh.refresh(conn)
+            print(f"Fingerprints written for {len(written)} exercise(s).")
+            return 0
+        problems = refresh.stale(conn)
+    for problem in problems:
+        print(f"  {problem}")
+    print("All exercise specs are current." if not problems else f"{len(problems)} stale exercise spec(s).")
+    return 0 if not problems else 1
+
+
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", choices=SERVER_CHOICES, help="where PostgreSQL comes from (default: auto)")
     parser.add_argument("--allow-other-major", action="store_true", help="accept a PostgreSQL other than 16")
@@ -199,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     load = add("load", cmd_load, "(re)load the shop database, e.g. at a larger scale")
     load.add_argument("--scale", type=float, help="scale factor: 1 = classroom size, 10+ = millions of rows")
     load.add_argument("--force", action="store_true", help="reload even if the same data is loaded")
+    release = add("release", cmd_release, "write student notebooks: solutions replaced by stubs, exercise outputs cleared")
+    release.add_argument("source", nargs="?", default="notebooks", help="instructor notebooks folder (default: notebooks)")
+    release.add_argument("--out", default="release", help="where the student notebooks go (default: release/)")
+    ex = add("exercises", cmd_exercises, "refresh or verify exercise fingerprints from the reference solutions")
+    ex.add_argument("action", choices=("refresh", "verify"))
     return parser
 
 

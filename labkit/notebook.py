@@ -71,6 +71,25 @@ class Lab:
         with self.engine.connect() as conn:
             return pd.read_sql_query(sa.text(query), conn, params=params)
 
+    def check(self, exercise: str, answer: Any) -> Any:
+        """Check your answer to ``exercise`` ("03.2"): SQL text, a DataFrame or a %sql result."""
+        from labkit import exercises
+
+        return exercises.check(self.info, self.dbname, exercise, answer)
+
+    def hint(self, exercise: str) -> str:
+        """The next hint for ``exercise``."""
+        from labkit import exercises
+
+        return exercises.hint(exercise)
+
+    @property
+    def today(self) -> Any:
+        """The dataset's fixed "today" (``labkit_today()`` in SQL)."""
+        from labkit.data import AS_OF
+
+        return AS_OF
+
     def reset(self) -> float:
         """Restore the shop database from its pristine template; notebooks are never touched."""
         from labkit import shopdb

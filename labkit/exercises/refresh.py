@@ -1,0 +1,108 @@
+"""Regenerate exercise fingerprints from the reference solutions in the instructor notebooks.
+
+A reference solution is a code cell tagged ``solution`` that assigns the SQL to a variable
+named ``answer_NN_K`` (exercise "NN.K"); its ``metadata.labkit`` holds the policy:
+``order``, ``column_names``, ``decimals``, ``requires``, ``kind``, ``state_sql``, ``plan``,
+``plan_sql``, ``hints``, ``points``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import psycopg
+
+from labkit.exercises import check as checking
+from labkit.exercises.fingerprint import fingerprint
+
+POLICY_KEYS = ("title", "kind", "order", "column_names", "decimals", "requires", "state_sql", "plan", "plan_sql", "hints", "points")
+NOTEBOOKS = Path(__file__).resolve().parent.parent.parent / "notebooks"
+
+
+@dataclass(frozen=True)
+class Solution:
+    exercise: str
+    sql: str
+    notebook: str
+    policy: dict[str, Any]
+
+
+def exercise_id(variable: str) -> str | None:
+    parts = variable.split("_")
+    if len(parts) == 3 and parts[0] == "answer" and parts[1].isdigit() and parts[2].isdigit():
+        return f"{parts[1]}.{parts[2]}"
+    return None
+
+
+def solutions(notebook: Path) -> list[Solution]:
+    """Reference solutions in one instructor notebook."""
+    nb = nbformat.read(notebook, as_version=4)
+    found = []
+    for cell in nb.cells:
+        if cell.cell_type != "code" or "solution" not in cell.metadata.get("tags", []):
+            continue
+        for node in ast.parse(cell.source).body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                for target in node.targets:
+                    if isinstance(target, ast.Name) and (key := exercise_id(target.id)):
+                        policy = {k: v for k, v in cell.metadata.get("labkit", {}).items() if k in POLICY_KEYS}
+                        found.append(Solution(key, node.value.value, notebook.stem, policy))
+    return found
+
+
+def expected_for(conn: psycopg.Connection, spec: dict[str, Any], sql: str) -> dict[str, Any] | None:
+    kind = spec.get("kind", "result")
+    if kind == "plan":
+        return None
+    if kind == "state":
+        columns, rows = checking._state(conn, sql, spec["state_sql"])
+    else:
+        columns, rows = checking.run_query(conn, sql)
+    return fingerprint(columns, rows, spec["salt"], spec.get("decimals", 2)).to_json()
+
+
+def refresh(conn: psycopg.Connection, notebooks_dir: Path = NOTEBOOKS, spec_dir: Path = checking.SPEC_DIR) -> list[str]:
+    """Rewrite exercises/NN-*.json from the notebooks. Returns the ids written."""
+    written = []
+    for notebook in sorted(notebooks_dir.glob("[0-9][0-9]-*.ipynb")):
+        found = solutions(notebook)
+        if not found:
+            continue
+        path = spec_dir / f"{notebook.stem}.json"
+        old = json.loads(path.read_text()) if path.exists() else {}
+        new: dict[str, Any] = {}
+        for solution in found:
+            spec = {"salt": old.get(solution.exercise, {}).get("salt") or secrets.token_hex(8), **solution.policy}
+            spec["points"] = spec.get("points", 1)
+            if (expected := expected_for(conn, spec, solution.sql)) is not None:
+                spec["expected"] = expected
+            new[solution.exercise] = spec
+            written.append(solution.exercise)
+        path.write_text(json.dumps(new, indent=1, sort_keys=True) + "\n")
+    checking.specs.cache_clear()
+    return written
+
+
+def stale(conn: psycopg.Connection, notebooks_dir: Path = NOTEBOOKS) -> list[str]:
+    """Exercises whose stored fingerprint or policy no longer matches their reference solution."""
+    problems = []
+    for notebook in sorted(notebooks_dir.glob("[0-9][0-9]-*.ipynb")):
+        for solution in solutions(notebook):
+            try:
+                spec = checking.spec(solution.exercise)
+            except KeyError:
+                problems.append(f"{solution.exercise}: no spec (run 'labkit exercises refresh')")
+                continue
+            if any(spec.get(k) != v for k, v in solution.policy.items()):
+                problems.append(f"{solution.exercise}: the policy in {notebook.name} differs from the spec")
+            elif spec.get("kind", "result") != "plan" and spec.get("expected") != expected_for(conn, spec, solution.sql):
+                problems.append(f"{solution.exercise}: stored fingerprint is stale")
+            elif spec.get("kind") == "plan" and not checking.evaluate(conn, solution.exercise, solution.sql).passed:
+                problems.append(f"{solution.exercise}: the reference solution does not pass its plan check")
+    return problems

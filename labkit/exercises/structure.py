@@ -1,0 +1,63 @@
+"""Technique requirements checked on PostgreSQL's own parse tree (pglast), not with regexes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pglast
+from pglast import ast
+
+
+def _walk(node: Any) -> Iterator[ast.Node]:
+    if isinstance(node, (list, tuple)):
+        for item in node:
+            yield from _walk(item)
+    elif isinstance(node, ast.Node):
+        yield node
+        for name in type(node).__slots__:
+            yield from _walk(getattr(node, name, None))
+
+
+def nodes(sql: str) -> list[ast.Node]:
+    return list(_walk(pglast.parse_sql(sql)))
+
+
+def _has(sql: str, predicate: Any) -> bool:
+    return any(predicate(n) for n in nodes(sql))
+
+
+REQUIREMENTS: dict[str, tuple[str, Any]] = {
+    "window_function": ("use a window function (… OVER (…))", lambda n: isinstance(n, ast.FuncCall) and n.over is not None),
+    "recursive_cte": ("use a recursive CTE (WITH RECURSIVE)", lambda n: isinstance(n, ast.WithClause) and bool(n.recursive)),
+    "cte": ("use a CTE (WITH …)", lambda n: isinstance(n, ast.WithClause)),
+    "join": ("use a JOIN", lambda n: isinstance(n, ast.JoinExpr)),
+    "lateral": ("use LATERAL", lambda n: isinstance(n, (ast.RangeSubselect, ast.RangeFunction)) and bool(n.lateral)),
+    "group_by": ("use GROUP BY", lambda n: isinstance(n, ast.SelectStmt) and bool(n.groupClause)),
+    "filter": ("use an aggregate FILTER (WHERE …) clause", lambda n: isinstance(n, ast.FuncCall) and n.agg_filter is not None),
+    "order_by": ("sort the result with ORDER BY", lambda n: isinstance(n, ast.SelectStmt) and bool(n.sortClause)),
+}
+FORBIDDEN: dict[str, tuple[str, Any]] = {
+    "no_subquery": ("do it without a subquery", lambda n: isinstance(n, (ast.SubLink, ast.RangeSubselect))),
+}
+
+
+def problems(sql: str, requirements: list[str]) -> list[str]:
+    """What the query fails to do of ``requirements`` (empty when all are met)."""
+    try:
+        tree = nodes(sql)
+    except pglast.parser.ParseError as exc:
+        return [f"the query does not parse: {exc}"]
+    missing = []
+    for name in requirements:
+        if name in REQUIREMENTS:
+            text, predicate = REQUIREMENTS[name]
+            if not any(predicate(n) for n in tree):
+                missing.append(f"the exercise asks you to {text}")
+        elif name in FORBIDDEN:
+            text, predicate = FORBIDDEN[name]
+            if any(predicate(n) for n in tree):
+                missing.append(f"the exercise asks you to {text}")
+        else:
+            raise ValueError(f"unknown structural requirement {name!r}")
+    return missing
