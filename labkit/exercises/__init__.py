@@ -1,5 +1,5 @@
 """Self-checking exercises: result fingerprints, structural requirements, plan and state checks."""
 
-from labkit.exercises.check import CheckResult, ExerciseFailed, check, evaluate, hint, spec, specs
+from labkit.exercises.checker import CheckResult, ExerciseFailed, check, evaluate, hint, spec, specs
 
 __all__ = ["CheckResult", "ExerciseFailed", "check", "evaluate", "hint", "spec", "specs"]

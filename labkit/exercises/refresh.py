@@ -18,7 +18,7 @@ from typing import Any
 import nbformat
 import psycopg
 
-from labkit.exercises import check as checking
+from labkit.exercises import checker as checking
 from labkit.exercises.fingerprint import fingerprint
 
 POLICY_KEYS = ("title", "kind", "order", "column_names", "decimals", "requires", "state_sql", "plan", "plan_sql", "hints", "points")

@@ -175,10 +175,11 @@ def _safe_structure(sql: str) -> set[str]:
 def _plan_feedback(spec_: dict[str, Any], plan_nodes: list[dict[str, Any]]) -> list[str]:
     feedback = []
     for node_type, relation in spec_.get("plan", {}).get("uses", []):
-        if not any(n["Node Type"] == node_type and n.get("Relation Name") in (relation, None) for n in plan_nodes):
-            feedback.append(f"The plan should use a {node_type} on {relation}; it does not yet.")
+        if not any(node_type in n["Node Type"] and (relation is None or n.get("Relation Name") in (relation, None)) for n in plan_nodes):
+            where = f" on {relation}" if relation else ""
+            feedback.append(f"The plan should use a {node_type}{where} node; it does not yet.")
     for node_type, relation in spec_.get("plan", {}).get("avoid", []):
-        if any(n["Node Type"] == node_type and n.get("Relation Name") == relation for n in plan_nodes):
+        if any(node_type in n["Node Type"] and n.get("Relation Name") == relation for n in plan_nodes):
             feedback.append(f"The plan still uses a {node_type} on {relation}.")
     return feedback
 

@@ -1,0 +1,119 @@
+"""The exercise checker on the real shop: policies, feedback, structure, state and plan checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labkit.exercises import checker as checking
+from labkit.exercises import refresh, release
+from labkit.servers.base import ConnectionInfo
+
+TOP = "SELECT status::text AS status, count(*) AS n FROM orders GROUP BY status"
+
+
+def _notebook(path: Path, solutions: dict[str, tuple[str, dict]]) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_markdown_cell("# Test"))
+    for key, (sql, policy) in solutions.items():
+        cell = nbformat.v4.new_code_cell(f'answer_{key.replace(".", "_")} = """{sql}"""')
+        cell.metadata["tags"] = ["solution"]
+        cell.metadata["labkit"] = policy
+        nb.cells.append(cell)
+        check = nbformat.v4.new_code_cell(f'shop.check("{key}", answer_{key.replace(".", "_")})')
+        check.metadata["tags"] = ["check"]
+        check.outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "✓"}, execution_count=1)]
+        nb.cells.append(check)
+    nbformat.write(nb, path / "99-test.ipynb")
+    return path
+
+
+@pytest.fixture
+def exercises(shop: ConnectionInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    notebooks = _notebook(tmp_path, {
+        "99.1": (TOP + " ORDER BY n DESC, status", {"order": ["n"]}),
+        "99.2": ("SELECT id, username FROM users ORDER BY created_at LIMIT 3", {"requires": ["order_by"], "hints": ["Sort by sign-up."]}),
+        "99.3": ("SELECT user_id, rank() OVER (ORDER BY count(*) DESC) AS r FROM orders GROUP BY user_id ORDER BY r, user_id LIMIT 5",
+                 {"requires": ["window_function"], "order": "all"}),
+        "99.4": ("UPDATE products SET price = price * 2 WHERE sku LIKE 'EC%'",
+                 {"kind": "state", "state_sql": "SELECT count(*) AS n, sum(price) AS total FROM products"}),
+        "99.5": ("CREATE INDEX ON logs (level)", {"kind": "plan", "plan_sql": "SELECT count(*) FROM logs WHERE level = 'ERROR'",
+                                                   "plan": {"uses": [["Index", "logs"]], "avoid": [["Seq Scan", "logs"]]}}),
+    })  # fmt: skip
+    monkeypatch.setattr(checking, "SPEC_DIR", tmp_path)
+    checking.specs.cache_clear()
+    with shop.connect("shop") as conn:
+        refresh.refresh(conn, notebooks_dir=notebooks, spec_dir=tmp_path)
+        yield conn
+    checking.specs.cache_clear()
+
+
+def test_correct_answers_pass_and_specs_hold_no_answer(exercises, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for key, sql in [(s.exercise, s.sql) for s in refresh.solutions(tmp_path / "99-test.ipynb")]:
+        assert checking.evaluate(exercises, key, sql).passed, key
+    text = (tmp_path / "99-test.json").read_text()
+    for fragment in ("ORDER BY n DESC, status", "rank() OVER", "price * 2", "CREATE INDEX", "GROUP BY status", "delivered"):
+        assert fragment not in text  # neither reference SQL nor expected values
+    assert refresh.stale(exercises, notebooks_dir=tmp_path) == []
+
+
+def test_wrong_order_is_reported_as_order(exercises) -> None:  # type: ignore[no-untyped-def]
+    result = checking.evaluate(exercises, "99.1", TOP)
+    assert not result.passed and "no ORDER BY" in result.feedback[0]
+    assert checking.evaluate(exercises, "99.1", TOP + " ORDER BY n DESC").passed  # ties in key order are fine
+
+
+def test_feedback_names_what_differs_without_the_answer(exercises) -> None:  # type: ignore[no-untyped-def]
+    assert "column" in checking.evaluate(exercises, "99.1", "SELECT status::text AS status FROM orders").feedback[0]
+    assert "row(s)" in checking.evaluate(exercises, "99.1", TOP + " HAVING count(*) > 500 ORDER BY n DESC").feedback[0]
+    named = checking.evaluate(exercises, "99.1", "SELECT status::text AS s, count(*) AS n FROM orders GROUP BY 1 ORDER BY 2 DESC")
+    assert "'status'" in named.feedback[0]
+    wrong = checking.evaluate(exercises, "99.1", TOP.replace("count(*)", "count(*) + 1") + " ORDER BY n DESC")
+    assert "'n'" in wrong.feedback[0] and "Row 1" in wrong.feedback[1]
+    failed = checking.evaluate(exercises, "99.1", "SELECT nope FROM orders")
+    assert failed.feedback[0].startswith("Your SQL failed: UndefinedColumn")
+
+
+def test_structure_is_checked_on_the_parse_tree(exercises) -> None:  # type: ignore[no-untyped-def]
+    no_window = ("SELECT user_id, (SELECT count(*) FROM (SELECT user_id, count(*) c FROM orders GROUP BY 1) x "
+                 "WHERE x.c > count(o.*)) + 1 AS r FROM orders o GROUP BY user_id ORDER BY r, user_id LIMIT 5")  # fmt: skip
+    result = checking.evaluate(exercises, "99.3", no_window)
+    assert any("window function" in line for line in result.feedback)
+
+
+def test_hint_after_repeated_failures(exercises) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(checking.HINT_AFTER_FAILURES):
+        result = checking.evaluate(exercises, "99.2", "SELECT id, username FROM users ORDER BY created_at DESC LIMIT 3")
+    assert result.feedback[-1] == "Hint: Sort by sign-up."
+    assert checking.hint("99.2").startswith("Hint 1/1")
+
+
+def test_state_and_plan_checks_leave_the_shop_unchanged(exercises) -> None:  # type: ignore[no-untyped-def]
+    before = exercises.execute("SELECT sum(price), count(*) FROM products").fetchone()
+    assert checking.evaluate(exercises, "99.4", "UPDATE products SET price = price * 2 WHERE sku LIKE 'EC%'").passed
+    assert not checking.evaluate(exercises, "99.4", "UPDATE products SET price = price * 3 WHERE sku LIKE 'EC%'").passed
+    assert checking.evaluate(exercises, "99.5", "CREATE INDEX ON logs (level)").passed
+    assert not checking.evaluate(exercises, "99.5", "CREATE INDEX ON logs (service)").passed
+    assert exercises.execute("SELECT sum(price), count(*) FROM products").fetchone() == before
+    assert exercises.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'logs'").fetchone() == (2,)
+
+
+def test_check_raises_with_feedback_only(shop: ConnectionInfo, exercises) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(checking.ExerciseFailed) as raised:
+        checking.check(shop, "shop", "99.1", "SELECT 1")
+    assert raised.value._render_traceback_()[0] == "✗ Exercise 99.1: not yet."
+    assert repr(checking.check(shop, "shop", "99.1", TOP + " ORDER BY n DESC")) == "✓ Exercise 99.1: correct."
+
+
+def test_release_strips_solutions_and_keeps_the_rest(exercises, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "release"
+    report = release.release(tmp_path, out)
+    assert report == {"99-test.ipynb": 5}
+    nb = nbformat.read(out / "99-test.ipynb", as_version=4)
+    text = json.dumps(nb)
+    assert "ORDER BY n DESC" not in text and "CREATE INDEX" not in text
+    assert 'answer_99_1 = """' in nb.cells[1].source and nb.cells[2].outputs == []
+    assert nb.cells[0].source == "# Test"
