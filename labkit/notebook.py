@@ -95,7 +95,9 @@ class Lab:
         from labkit import shopdb
 
         self.engine.dispose()
-        return shopdb.reset(self.info)
+        seconds = shopdb.reset(self.info)
+        _reconnect_magic(self)  # the reset closed every connection to the old database
+        return seconds
 
     def __repr__(self) -> str:
         return f"<labkit lab: {self.dbname} on PostgreSQL via {self.info.provider}>"
@@ -109,18 +111,37 @@ def _configure_magic(lab: Lab) -> None:
     ip = get_ipython()
     if ip is None:
         return
+    from IPython.utils.capture import capture_output
+
     try:
-        ip.run_line_magic("load_ext", "sql")
+        with capture_output():  # JupySQL's start-up tips name local paths: keep outputs portable
+            ip.run_line_magic("load_ext", "sql")
     except ModuleNotFoundError as exc:
         raise LabkitError(
             "The %sql magic (JupySQL) is not installed in this kernel.",
             "Install the project into the kernel's environment: pip install -e . (see README).",
         ) from exc
+    from labkit import meta_commands
+
+    meta_commands.install()
     for key, value in SQLMAGIC_CONFIG.items():
         ip.run_line_magic("config", f"SqlMagic.{key} = {value}")
     ip.user_ns["_labkit_engine"] = lab.engine
     ip.run_line_magic("sql", f"_labkit_engine --alias {ALIAS}")
     _configure_display()
+
+
+def _reconnect_magic(lab: Lab) -> None:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is None or "_labkit_engine" not in ip.user_ns:
+        return
+    ip.run_line_magic("sql", f"--close {ALIAS}")
+    ip.user_ns["_labkit_engine"] = lab.engine
+    ip.run_line_magic("sql", f"_labkit_engine --alias {ALIAS}")
 
 
 def _configure_display() -> None:

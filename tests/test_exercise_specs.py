@@ -1,0 +1,36 @@
+"""Every exercise of the course: its stored fingerprint is current, its reference solution
+passes, and its check rejects plausible wrong answers (no rows; a row missing)."""
+
+from __future__ import annotations
+
+import pytest
+
+from labkit.exercises import checker, refresh
+from labkit.servers.base import ConnectionInfo
+
+SOLUTIONS = [s for nb in sorted(refresh.NOTEBOOKS.glob("[0-9][0-9]-*.ipynb")) for s in refresh.solutions(nb)]
+
+
+def test_fingerprints_are_current(shop: ConnectionInfo) -> None:
+    with shop.connect("shop") as conn:
+        assert refresh.stale(conn) == []
+
+
+def test_every_notebook_has_at_least_four_exercises() -> None:
+    per_notebook: dict[str, int] = {}
+    for solution in SOLUTIONS:
+        per_notebook[solution.notebook] = per_notebook.get(solution.notebook, 0) + 1
+    assert per_notebook and all(count >= 4 for count in per_notebook.values()), per_notebook
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=[s.exercise for s in SOLUTIONS])
+def test_reference_passes_and_wrong_answers_fail(solution: refresh.Solution, shop: ConnectionInfo) -> None:
+    spec = checker.spec(solution.exercise)
+    with shop.connect("shop") as conn:
+        assert checker.evaluate(conn, solution.exercise, solution.sql).passed
+        if spec.get("kind", "result") != "result":
+            assert not checker.evaluate(conn, solution.exercise, "SELECT 1").passed
+            return
+        reference = solution.sql.strip().rstrip(";")
+        for wrong in (f"SELECT * FROM ({reference}) AS s WHERE false", f"SELECT * FROM ({reference}) AS s OFFSET 1"):
+            assert not checker.evaluate(conn, solution.exercise, wrong).passed, wrong
