@@ -46,13 +46,21 @@ class ClusterProvider(Provider):
         cluster = self.cluster()
         if (port := cluster.running_port()) is not None:
             return cluster.info(port)
-        if cluster.exists():
-            cluster.check_compatible()
+        if cluster.paths.data.is_dir() and any(cluster.paths.data.iterdir()):
+            cluster.check_compatible()  # never initdb over (or delete) an existing folder
         else:
             cluster.initdb()
-        previous = cluster.pid_file()
-        port = choose_port(self.settings.port, previous[1] if previous else None)
+        port = choose_port(self.settings.port, self._previous_port(cluster))
         return cluster.start(port)
+
+    def _previous_port(self, cluster: Cluster) -> int | None:
+        """Keep the port of the last run, so connection strings stay the same across restarts."""
+        from labkit.runtime import read_state
+
+        if entry := cluster.pid_file():
+            return entry[1]
+        state = read_state(self.settings)
+        return state.get("connection", {}).get("port") if state.get("provider") == self.name else None
 
     def stop(self) -> bool:
         try:
