@@ -121,9 +121,9 @@ def _configure_magic(lab: Lab) -> None:
             "The %sql magic (JupySQL) is not installed in this kernel.",
             "Install the project into the kernel's environment: pip install -e . (see README).",
         ) from exc
-    from labkit import meta_commands
+    from labkit import jupysql_fixes
 
-    meta_commands.install()
+    jupysql_fixes.install()
     for key, value in SQLMAGIC_CONFIG.items():
         ip.run_line_magic("config", f"SqlMagic.{key} = {value}")
     ip.user_ns["_labkit_engine"] = lab.engine

@@ -1,9 +1,11 @@
-"""psql meta-commands (``\\d orders``, ``\\dt``, ``\\di``) in ``%sql`` cells.
+"""Two fixes to JupySQL 0.11 that learners would otherwise trip over.
 
-JupySQL hands them to pgspecial but keeps only the first result and drops psql's footer
-(indexes, constraints, triggers, "Referenced by"); with a list result its paging is broken,
-so ``\\d orders`` fails with "'generator' object is not subscriptable". This handler keeps the
-table and prints the footer, as psql does.
+1. psql meta-commands (``\\d orders``, ``\\dt``, ``\\di``): JupySQL hands them to pgspecial but
+   keeps only the first result and drops psql's footer (indexes, constraints, triggers,
+   "Referenced by"); with a list result its paging breaks, so ``\\d orders`` fails with
+   "'generator' object is not subscriptable". Our handler keeps the table and prints the footer.
+2. With named parameters disabled (so ':' in JSON literals works), JupySQL prefixes *every* SQL
+   error with a note about that feature, burying PostgreSQL's own message. We drop the note.
 """
 
 from __future__ import annotations
@@ -59,8 +61,28 @@ def handle_postgres_special(conn: Any, statement: str) -> MetaCommandResult:
     return MetaCommandResult(rows, headers)
 
 
+_NOTE = 'named parameters feature is "disabled"'
+
+
+def _without_parameter_note(raw_execute: Any) -> Any:
+    from sqlalchemy.exc import StatementError
+
+    def wrapper(self: Any, query: Any, parameters: Any = None, with_: Any = None) -> Any:
+        try:
+            return raw_execute(self, query, parameters=parameters, with_=with_)
+        except StatementError as exc:
+            exc.detail = [d for d in exc.detail if _NOTE not in d]
+            raise
+
+    wrapper.__labkit_patched__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
 def install() -> None:
-    """Route JupySQL's meta-commands through :func:`handle_postgres_special`."""
+    """Apply both fixes (idempotent)."""
     import sql.run.run as jupysql_run
+    from sql.connection.connection import SQLAlchemyConnection
 
     jupysql_run.handle_postgres_special = handle_postgres_special  # type: ignore[assignment]
+    if not getattr(SQLAlchemyConnection.raw_execute, "__labkit_patched__", False):
+        SQLAlchemyConnection.raw_execute = _without_parameter_note(SQLAlchemyConnection.raw_execute)  # type: ignore[method-assign]
