@@ -6,6 +6,9 @@
    "'generator' object is not subscriptable". Our handler keeps the table and prints the footer.
 2. With named parameters disabled (so ':' in JSON literals works), JupySQL prefixes *every* SQL
    error with a note about that feature, burying PostgreSQL's own message. We drop the note.
+3. In that mode JupySQL sends the text through the driver with an empty parameter list, so
+   psycopg reads every ``%`` as a placeholder: ``LIKE 'Sports%'`` fails with "only '%s', '%b',
+   '%t' are allowed as placeholders". We escape ``%`` (the driver turns ``%%`` back into ``%``).
 """
 
 from __future__ import annotations
@@ -78,11 +81,23 @@ def _without_parameter_note(raw_execute: Any) -> Any:
     return wrapper
 
 
+def _execute_literally(self: Any, query: str, parameters: Any) -> Any:
+    if parameters == {}:
+        return self._connection.exec_driver_sql(query.replace("%", "%%"))
+    return _ORIGINAL_EXECUTE["f"](self, query, parameters)
+
+
+_ORIGINAL_EXECUTE: dict[str, Any] = {}
+
+
 def install() -> None:
-    """Apply both fixes (idempotent)."""
+    """Apply the fixes (idempotent)."""
     import sql.run.run as jupysql_run
     from sql.connection.connection import SQLAlchemyConnection
 
     jupysql_run.handle_postgres_special = handle_postgres_special  # type: ignore[assignment]
     if not getattr(SQLAlchemyConnection.raw_execute, "__labkit_patched__", False):
         SQLAlchemyConnection.raw_execute = _without_parameter_note(SQLAlchemyConnection.raw_execute)  # type: ignore[method-assign]
+    if "f" not in _ORIGINAL_EXECUTE:
+        _ORIGINAL_EXECUTE["f"] = SQLAlchemyConnection._execute_with_parameters
+        SQLAlchemyConnection._execute_with_parameters = _execute_literally  # type: ignore[method-assign]

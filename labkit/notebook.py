@@ -71,6 +71,15 @@ class Lab:
         with self.engine.connect() as conn:
             return pd.read_sql_query(sa.text(query), conn, params=params)
 
+    def explain(self, query: str, *, analyze: bool = False, buffers: bool = False) -> None:
+        """Print the plan as psql shows it (indentation kept). Without costs, so the shape is stable;
+        ``analyze=True`` runs the query (in a transaction that is rolled back) and adds real row counts and timings."""
+        options = ["COSTS OFF"] + (["ANALYZE"] if analyze else []) + (["BUFFERS"] if buffers else [])
+        with self.connect(autocommit=False) as conn:
+            rows = conn.execute(f"EXPLAIN ({', '.join(options)}) {query}").fetchall()  # type: ignore[arg-type]
+            conn.rollback()
+        print("\n".join(r[0] for r in rows))
+
     def check(self, exercise: str, answer: Any) -> Any:
         """Check your answer to ``exercise`` ("03.2"): SQL text, a DataFrame or a %sql result."""
         from labkit import exercises
