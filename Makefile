@@ -11,12 +11,13 @@ lab: install
 	$(BIN)/labkit lab
 
 test: install
-	$(BIN)/ruff check labkit tests benchmarks
+	LABKIT_TEST_TOOLS=1 scripts/system-packages
+	$(BIN)/ruff check labkit tests benchmarks scripts
 	$(BIN)/python -m pytest
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml scripts/install
+$(VENV)/.installed: pyproject.toml scripts/install scripts/system-packages
 	PYTHON=$(PYTHON) VENV=$(VENV) scripts/install
 	@touch $@
 
