@@ -1,0 +1,134 @@
+"""End to end in a real browser: JupyterLab on localhost, driven by headless Chromium.
+
+Opens notebook 00, runs all cells as a learner would, and checks that a query result table and a
+plot are on the page, that no cell shows an error, and that JupyterLab loaded without extension
+errors. A screenshot is kept in artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from labkit.servers.base import ConnectionInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1400,1000"]  # fmt: skip
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is missing: scripts/system-packages installs it in CI")
+        pytest.skip(f"{name} not installed (LABKIT_TEST_TOOLS=1 scripts/system-packages)")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_no_failing_labextension() -> None:
+    out = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True, text=True, timeout=120)
+    text = out.stdout + out.stderr
+    assert "jupyterlab" in text.lower()
+    assert " X" not in re.sub(r"\x1b\[[0-9;]*m", "", text), text
+    assert "incompatible" not in text
+
+
+@pytest.fixture(scope="module")
+def jupyterlab(shop: ConnectionInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    port, token = _free_port(), secrets.token_hex(16)
+    log = open(root / "jupyterlab.log", "w")
+    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root / 'notebooks'}"]  # fmt: skip
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.25)
+        else:
+            pytest.fail("JupyterLab did not start:\n" + (root / "jupyterlab.log").read_text()[-3000:])
+        yield f"{base}/lab/tree/00-welcome.ipynb?token={token}", root
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def test_notebook_00_runs_in_a_real_browser(jupyterlab: tuple[str, Path]) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, root = jupyterlab
+    options = webdriver.ChromeOptions()
+    options.binary_location = _tool("chromium")
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={root / 'chromium-profile'}"]:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(_tool("chromedriver")))
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        driver.get(url)
+        wait = WebDriverWait(driver, 120)
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell")))
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator[data-status='idle']")))
+        code_cells = len(driver.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-CodeCell"))
+        driver.find_element(By.XPATH, "//div[contains(@class,'lm-MenuBar-itemLabel') and text()='Run']").click()
+        label = "//div[contains(@class,'lm-Menu-itemLabel') and text()='Run All Cells']"
+        run_all = (By.XPATH, f"//li[contains(@class,'lm-Menu-item')][.{label}]")
+        wait.until(ec.element_to_be_clickable(run_all)).click()
+
+        def all_ran(d: webdriver.Chrome) -> bool:
+            prompts = [p.text for p in d.find_elements(By.CSS_SELECTOR, ".jp-CodeCell .jp-InputPrompt")]
+            done = [p for p in prompts if re.fullmatch(r"\[\d+\]:", p.strip())]
+            return len(done) == code_cells
+
+        WebDriverWait(driver, 300, poll_frequency=0.5).until(all_ran)
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator[data-status='idle']")))
+        driver.save_screenshot(str(ARTIFACTS / "browser-00-welcome-top.png"))
+        tables = driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output table")
+        images = driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output img")
+        errors = driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+        dialogs = driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog")
+        assert tables, "no query result table on the page"
+        assert any("major_version" in t.text or "row_count" in t.text for t in tables)
+        assert images and all(img.get_attribute("src").startswith("data:image/png") for img in images), "no plot on the page"
+        assert not errors, [e.text[:300] for e in errors]
+        assert not dialogs, [d.text[:300] for d in dialogs]
+        images[-1].location_once_scrolled_into_view  # noqa: B018  # a plot in the final screenshot
+        driver.save_screenshot(str(ARTIFACTS / "browser-00-welcome.png"))
+        severe = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not [m for m in severe if "extension" in m.lower() or "plugin" in m.lower()], severe
+    except Exception:
+        driver.save_screenshot(str(ARTIFACTS / "browser-failure.png"))
+        raise
+    finally:
+        driver.quit()
