@@ -1,5 +1,10 @@
 -- The seed's CTE examples, runnable on the shop.
--- Changes: CURRENT_DATE → labkit_today() (the dataset's fixed "today").
+-- Changes from the seed:
+--   * the categories table the recursive query reads is defined here (sql/schema/30_tables.sql):
+--     a tree four levels deep;
+--   * CURRENT_DATE → labkit_today() (the dataset's fixed "today"): on the real date every
+--     customer would be "inactive";
+--   * money casts dropped (total_amount is numeric).
 
 -- name: category_tree
 WITH RECURSIVE category_tree AS (

@@ -1,7 +1,18 @@
 -- The seed's window-function examples.
--- Changes: CURRENT_DATE → labkit_today(); money casts dropped (numeric columns);
--- GROUP BY p.id alone is not enough for the partitioned products key, so p.created_at joins too.
--- Note (a seed bug kept for teaching): COUNT(oi.id) counts line items, not units sold.
+-- Changes from the seed:
+--   * CURRENT_DATE → labkit_today() (the dataset's fixed "today"), so "the last 30 days" always
+--     means the same rows;
+--   * money casts dropped (the columns are numeric);
+--   * order_items joins products on the full key (id, created_at): products is partitioned by
+--     created_at, so that is its primary key (and the foreign key's target);
+--   * a tie-breaker (id) in the final ORDER BY and in the windows whose result depends on the
+--     row order (ROW_NUMBER, the moving average, LAG, LEAD): with equal revenues the seed's
+--     numbering was arbitrary and could change from run to run. The cumulative SUM keeps the
+--     seed's ORDER BY revenue DESC: its default frame (RANGE … CURRENT ROW) includes all rows
+--     of equal revenue, so tied rows show the same running total;
+--   * the sessionisation shows its first 100 sessions (LIMIT), the full result is large.
+-- Kept (a seed bug the window-functions notebook discusses): COUNT(oi.id) counts line items,
+-- not units sold; SUM(oi.quantity) would.
 
 -- name: product_sales_ranking
 WITH product_sales AS (
@@ -15,16 +26,16 @@ WITH product_sales AS (
     GROUP BY p.id, p.name, p.categories[1]
 )
 SELECT *,
-       ROW_NUMBER() OVER (ORDER BY revenue DESC) AS revenue_rank,
+       ROW_NUMBER() OVER (ORDER BY revenue DESC, id) AS revenue_rank,
        RANK() OVER (PARTITION BY primary_category ORDER BY units_sold DESC) AS category_rank,
        DENSE_RANK() OVER (ORDER BY units_sold DESC) AS units_rank,
        SUM(revenue) OVER () AS total_revenue,
        SUM(revenue) OVER (PARTITION BY primary_category) AS category_revenue,
        revenue / SUM(revenue) OVER () * 100 AS revenue_percentage,
-       AVG(revenue) OVER (ORDER BY revenue DESC ROWS BETWEEN 2 PRECEDING AND 2 FOLLOWING) AS moving_avg_revenue,
+       AVG(revenue) OVER (ORDER BY revenue DESC, id ROWS BETWEEN 2 PRECEDING AND 2 FOLLOWING) AS moving_avg_revenue,
        SUM(revenue) OVER (ORDER BY revenue DESC) AS cumulative_revenue,
-       LAG(revenue, 1) OVER (ORDER BY revenue DESC) AS prev_revenue,
-       LEAD(revenue, 1) OVER (ORDER BY revenue DESC) AS next_revenue
+       LAG(revenue, 1) OVER (ORDER BY revenue DESC, id) AS prev_revenue,
+       LEAD(revenue, 1) OVER (ORDER BY revenue DESC, id) AS next_revenue
 FROM product_sales
 ORDER BY revenue DESC, id;
 

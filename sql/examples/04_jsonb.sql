@@ -1,7 +1,12 @@
 -- The seed's JSONB examples.
--- Changes: the LATERAL subquery gets an ORDER BY (its LIMIT 5 picked arbitrary orders);
--- the UPDATE assigned profile twice ("multiple assignments to same column") → one expression;
--- the hard-coded id is replaced by a real user.
+-- Changes from the seed:
+--   * the LATERAL subquery gets an ORDER BY: its LIMIT 5 picked arbitrary orders;
+--   * the aggregation and the query get an ORDER BY (and the aggregation a LIMIT), so the
+--     output is stable;
+--   * the UPDATE assigned profile twice, which fails ("multiple assignments to same column";
+--     sql/seed_originals/06): the two changes are one expression, jsonb_set(...) || '{...}';
+--   * the UPDATE's made-up id is replaced by a real user who has an address (jsonb_set does not
+--     create the missing parent "address", it would change nothing).
 
 -- name: jsonb_query
 SELECT id, email,
@@ -41,6 +46,13 @@ LIMIT 20;
 SELECT sku, name, attributes->'features' AS features FROM products
 WHERE attributes @? '$.features[*] ? (@ == "waterproof")'
 ORDER BY sku;
+
+-- name: jsonpath_filter
+-- Three of jsonb_query's conditions (verified, over 18, in the US) as one jsonpath predicate;
+-- @? is also served by the GIN index on profile.
+SELECT count(*) AS verified_adults_in_us
+FROM users
+WHERE profile @? '$ ? (@.verified == true && @.age > 18 && @.address.country == "US")';
 
 -- name: jsonb_update (dml)
 UPDATE users

@@ -29,20 +29,28 @@ BEGIN
 END;
 $$;
 
--- Fixed: the seed reads the free stock, then updates it in a second statement. Two concurrent
--- orders can both pass the check and oversell. One guarded UPDATE checks and reserves atomically
--- (the row lock serialises concurrent reservations; the second re-evaluates the WHERE clause).
+-- Fixed: the seed reads the free stock, then updates it in a second statement (check-then-act).
+-- Two concurrent orders both pass the check; the second's UPDATE waits for the first's row lock
+-- and then adds its quantity anyway: only the valid_stock CHECK stops the oversell, with a
+-- confusing constraint error (without that CHECK the stock would be oversold). Also, for an
+-- unknown product the seed's comparison is NULL, so it silently reserves nothing.
+-- One guarded UPDATE checks and reserves atomically: the row lock serialises concurrent
+-- reservations, and a waiting UPDATE re-evaluates its WHERE clause on the committed row.
 CREATE OR REPLACE FUNCTION check_stock_availability() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE products
        SET reserved_quantity = reserved_quantity + NEW.quantity
      WHERE id = NEW.product_id
-       AND created_at = NEW.product_created_at
+       AND created_at = NEW.product_created_at      -- the partition key: prunes to one partition
        AND stock_quantity - reserved_quantity >= NEW.quantity;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'Insufficient stock for product %', NEW.product_id
-            USING ERRCODE = 'check_violation';
+        IF EXISTS (SELECT FROM products
+                    WHERE id = NEW.product_id AND created_at = NEW.product_created_at) THEN
+            RAISE EXCEPTION 'Insufficient stock for product %', NEW.product_id
+                USING ERRCODE = 'check_violation';
+        END IF;
+        -- No such product: the row goes on, and the foreign key to products rejects it.
     END IF;
     RETURN NEW;
 END;

@@ -1,4 +1,5 @@
 -- expect: unique constraint on partitioned table must include all partitioning columns
+-- sqlstate: 0A000
 -- The seed's products table (abridged to the failing part): a PRIMARY KEY on id alone.
 CREATE TABLE seed_products (
     id UUID PRIMARY KEY DEFAULT uuid_generate_v4(),

@@ -1,5 +1,7 @@
 -- expect: generation expression is not immutable
--- The seed's generated total over money casts.
+-- sqlstate: 42P17
+-- The seed's generated total over money casts. money <-> numeric casts depend on lc_monetary,
+-- so they are only STABLE, and a generated column's expression must be IMMUTABLE.
 CREATE TABLE seed_orders (
     id UUID PRIMARY KEY DEFAULT uuid_generate_v4(),
     subtotal MONEY NOT NULL,

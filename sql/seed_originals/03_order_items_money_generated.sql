@@ -1,4 +1,6 @@
 -- expect: generation expression is not immutable
+-- sqlstate: 42P17
+-- The seed's order_items: the same money casts in total_price.
 CREATE TABLE seed_order_items (
     id UUID PRIMARY KEY DEFAULT uuid_generate_v4(),
     quantity INTEGER NOT NULL,

@@ -1,4 +1,6 @@
 -- expect: multiple assignments to same column "profile"
+-- sqlstate: 42601
+-- The seed's JSONB update sets profile twice in one SET list; SQL allows one assignment per column.
 UPDATE users
 SET
     profile = jsonb_set(profile, '{address,city}', '"New York"'),
