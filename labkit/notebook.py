@@ -80,6 +80,12 @@ class Lab:
             conn.rollback()
         print("\n".join(r[0] for r in rows))
 
+    def sessions(self, *names: str) -> Any:
+        """Live sessions side by side (default ``a`` and ``b``) for the concurrency lessons."""
+        from labkit.sessions import Sessions
+
+        return Sessions(self.info, self.dbname, names or ("a", "b"))
+
     def check(self, exercise: str, answer: Any) -> Any:
         """Check your answer to ``exercise`` ("03.2"): SQL text, a DataFrame or a %sql result."""
         from labkit import exercises
@@ -159,7 +165,8 @@ def _configure_display() -> None:
 
     pd.set_option("display.max_rows", DISPLAY_LIMIT)
     pd.set_option("display.max_columns", 20)
-    pd.set_option("display.width", 120)
+    pd.set_option("display.width", 160)
+    pd.set_option("display.max_colwidth", 90)
     matplotlib.rcParams.update({"figure.figsize": (8, 4), "figure.dpi": 80, "axes.grid": True, "svg.hashsalt": "labkit"})
 
 

@@ -50,7 +50,8 @@ def _short(result: Any) -> str:
         return "ok"
     if isinstance(result, list):
         if len(result) == 1 and len(result[0]) == 1:
-            return repr(result[0][0]) if not isinstance(result[0][0], str) else result[0][0]
+            value = result[0][0]
+            return "ok" if value is None or value == "" else value if isinstance(value, str) else repr(value)
         return f"{len(result)} row(s): " + ", ".join(str(tuple(r)) for r in result[:3]) + (" …" if len(result) > 3 else "")
     return str(result)
 
@@ -90,6 +91,7 @@ class Session:
         try:
             cur = self.conn.execute(sql)  # type: ignore[arg-type]
             self._outcome["rows"] = cur.fetchall() if cur.description else None
+            self._outcome["rowcount"] = cur.rowcount if cur.description is None else -1
         except psycopg.Error as exc:
             self._outcome["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
 
@@ -98,8 +100,17 @@ class Session:
             self.owner._record(Step(self.name, sql, "error", error=self._outcome["error"]))
             return None
         rows = self._outcome.get("rows")
-        self.owner._record(Step(self.name, sql, outcome, result=rows))
+        count = self._outcome.get("rowcount", -1)
+        result: Any = rows if rows is not None else (f"{count} row{'s' if count != 1 else ''}" if count >= 0 else None)
+        self.owner._record(Step(self.name, sql, outcome, result=result))
         return rows
+
+    def wait(self) -> Any:
+        """Wait until this session's blocked statement finishes (or fails), and record it."""
+        if self.pending is not None:
+            self._resume()
+            self.owner._settle_others(self)
+        return self._outcome.get("rows")
 
     def _resume(self) -> None:
         assert self.pending is not None
@@ -171,16 +182,15 @@ class Sessions:
                 session._resume()
 
     def timeline(self) -> Any:
-        """The steps so far as a DataFrame: one column per session."""
+        """The steps so far, in order: which session ran what, and what happened."""
         import pandas as pd
 
         self.settle()
-        names = list(self.sessions)
-        rows = []
-        for number, step in enumerate(self.steps, start=1):
-            row = {"step": number} | {name.upper(): "" for name in names}
-            row[step.session.upper()] = f"{step.sql.strip()}\n→ {step.describe()}" if step.outcome != "resumed" else step.describe()
-            rows.append(row)
+        rows = [
+            {"step": n, "session": step.session.upper(), "statement": "" if step.outcome == "resumed" else " ".join(step.sql.split()),
+             "result": step.describe()}
+            for n, step in enumerate(self.steps, start=1)
+        ]
         return pd.DataFrame(rows).set_index("step")
 
     def close(self) -> None:

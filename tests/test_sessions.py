@@ -42,6 +42,20 @@ def test_deadlock_is_detected_in_the_session_that_waited_first(server: Connectio
         assert "DeadlockDetected" in (error.error or "")
         assert outcomes[-2:] == [("b", "resumed"), ("b", "ok")]
         table = s.timeline()
-        assert list(table.columns) == ["A", "B"] and len(table) == len(s.steps)
+        assert list(table.columns) == ["session", "statement", "result"] and len(table) == len(s.steps)
+        assert table.iloc[-1]["session"] == "B"
     with server.connect(scratch_db) as conn:
         assert conn.execute("SELECT q FROM inv ORDER BY id").fetchall() == [(1,), (0,)]
+
+
+def test_lock_timeout_ends_a_wait(server: ConnectionInfo, scratch_db: str) -> None:
+    _prepare(server, scratch_db)
+    with Sessions(server, scratch_db) as s:
+        s.a("BEGIN")
+        s.a("UPDATE inv SET q = 0 WHERE id = 1")
+        s.b("SET lock_timeout = '100ms'")
+        s.b("UPDATE inv SET q = 5 WHERE id = 1")
+        s.b.wait()
+        assert s.steps[-1].outcome == "error" and "LockNotAvailable" in (s.steps[-1].error or "")
+        s.a("ROLLBACK")
+        assert s.a("SELECT q FROM inv WHERE id = 1") == [(10,)]

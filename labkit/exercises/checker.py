@@ -204,7 +204,7 @@ def evaluate(conn: psycopg.Connection, exercise: str, answer: Any) -> CheckResul
             elif kind == "state":
                 columns, rows = _state(conn, learner_sql, spec_["state_sql"])
             else:
-                columns, rows = run_query(conn, learner_sql)
+                columns, rows = run_query(conn, learner_sql, read_only=spec_.get("read_only", True))
             feedback += compare(spec_, columns, rows, learner_sql)
     except psycopg.Error as exc:
         feedback = [f"Your SQL failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}"]

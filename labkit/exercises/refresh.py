@@ -21,7 +21,20 @@ import psycopg
 from labkit.exercises import checker as checking
 from labkit.exercises.fingerprint import fingerprint
 
-POLICY_KEYS = ("title", "kind", "order", "column_names", "decimals", "requires", "state_sql", "plan", "plan_sql", "hints", "points")
+POLICY_KEYS = (
+    "title",
+    "kind",
+    "order",
+    "column_names",
+    "decimals",
+    "requires",
+    "state_sql",
+    "plan",
+    "plan_sql",
+    "hints",
+    "points",
+    "read_only",
+)
 NOTEBOOKS = Path(__file__).resolve().parent.parent.parent / "notebooks"
 
 
@@ -63,7 +76,7 @@ def expected_for(conn: psycopg.Connection, spec: dict[str, Any], sql: str) -> di
     if kind == "state":
         columns, rows = checking._state(conn, sql, spec["state_sql"])
     else:
-        columns, rows = checking.run_query(conn, sql)
+        columns, rows = checking.run_query(conn, sql, read_only=spec.get("read_only", True))
     return fingerprint(columns, rows, spec["salt"], spec.get("decimals", 2)).to_json()
 
 
