@@ -57,12 +57,18 @@ def jupyterlab(shop: ConnectionInfo, tmp_path_factory: pytest.TempPathFactory) -
     root = tmp_path_factory.mktemp("lab")
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
     port, token = _free_port(), secrets.token_hex(16)
+    # Render every cell (no virtual scrolling), so the test sees all prompts; no news pop-up.
+    settings = root / "settings"
+    (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
+    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     log = open(root / "jupyterlab.log", "w")
     command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root / 'notebooks'}"]  # fmt: skip
     if os.geteuid() == 0:
         command.append("--allow-root")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings)})
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
@@ -83,6 +89,7 @@ def jupyterlab(shop: ConnectionInfo, tmp_path_factory: pytest.TempPathFactory) -
 def test_notebook_00_runs_in_a_real_browser(jupyterlab: tuple[str, Path]) -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -101,17 +108,26 @@ def test_notebook_00_runs_in_a_real_browser(jupyterlab: tuple[str, Path]) -> Non
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell")))
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator[data-status='idle']")))
         code_cells = len(driver.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-CodeCell"))
-        driver.find_element(By.XPATH, "//div[contains(@class,'lm-MenuBar-itemLabel') and text()='Run']").click()
-        label = "//div[contains(@class,'lm-Menu-itemLabel') and text()='Run All Cells']"
-        run_all = (By.XPATH, f"//li[contains(@class,'lm-Menu-item')][.{label}]")
-        wait.until(ec.element_to_be_clickable(run_all)).click()
+
+        def menu(top: str, item: str) -> None:
+            driver.find_element(By.XPATH, f"//div[contains(@class,'lm-MenuBar-itemLabel') and text()='{top}']").click()
+            label = f"//div[contains(@class,'lm-Menu-itemLabel') and text()='{item}']"
+            wait.until(ec.element_to_be_clickable((By.XPATH, f"//li[contains(@class,'lm-Menu-item')][.{label}]"))).click()
+
+        def prompts(d: webdriver.Chrome) -> list[str]:  # textContent: also cells scrolled out of view
+            return [p.get_attribute("textContent").strip() for p in d.find_elements(By.CSS_SELECTOR, ".jp-CodeCell .jp-InputPrompt")]
+
+        menu("Edit", "Clear Outputs of All Cells")  # what follows can only come from this run
+        WebDriverWait(driver, 30).until(lambda d: not any(re.fullmatch(r"\[\d+\]:", p) for p in prompts(d)))
+        menu("Run", "Run All Cells")
 
         def all_ran(d: webdriver.Chrome) -> bool:
-            prompts = [p.text for p in d.find_elements(By.CSS_SELECTOR, ".jp-CodeCell .jp-InputPrompt")]
-            done = [p for p in prompts if re.fullmatch(r"\[\d+\]:", p.strip())]
-            return len(done) == code_cells
+            return sum(bool(re.fullmatch(r"\[\d+\]:", p)) for p in prompts(d)) == code_cells
 
-        WebDriverWait(driver, 300, poll_frequency=0.5).until(all_ran)
+        try:
+            WebDriverWait(driver, 120, poll_frequency=0.5).until(all_ran)
+        except TimeoutException:
+            pytest.fail(f"not every cell ran: {code_cells} code cells, prompts {prompts(driver)}")
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator[data-status='idle']")))
         driver.save_screenshot(str(ARTIFACTS / "browser-00-welcome-top.png"))
         tables = driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output table")
