@@ -19,12 +19,14 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from labkit.servers.base import ConnectionInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
+NOTEBOOK = "00-welcome.ipynb"
 CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1400,1000"]  # fmt: skip
 
@@ -79,7 +81,7 @@ def jupyterlab(shop: ConnectionInfo, tmp_path_factory: pytest.TempPathFactory) -
                 time.sleep(0.25)
         else:
             pytest.fail("JupyterLab did not start:\n" + (root / "jupyterlab.log").read_text()[-3000:])
-        yield f"{base}/lab/tree/00-welcome.ipynb?token={token}", root
+        yield f"{base}/lab/tree/{NOTEBOOK}?token={token}", root
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -88,8 +90,8 @@ def jupyterlab(shop: ConnectionInfo, tmp_path_factory: pytest.TempPathFactory) -
 
 def test_notebook_00_runs_in_a_real_browser(jupyterlab: tuple[str, Path]) -> None:
     from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -107,7 +109,9 @@ def test_notebook_00_runs_in_a_real_browser(jupyterlab: tuple[str, Path]) -> Non
         wait = WebDriverWait(driver, 120)
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell")))
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator[data-status='idle']")))
-        code_cells = len(driver.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-CodeCell"))
+        # Every code cell of the file must be on the page before counting prompts (rendering is incremental).
+        code_cells = sum(c.cell_type == "code" for c in nbformat.read(root / "notebooks" / NOTEBOOK, as_version=4).cells)
+        WebDriverWait(driver, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-CodeCell")) == code_cells)
 
         def menu(top: str, item: str) -> None:
             driver.find_element(By.XPATH, f"//div[contains(@class,'lm-MenuBar-itemLabel') and text()='{top}']").click()
