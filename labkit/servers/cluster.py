@@ -124,7 +124,7 @@ class Cluster:
         if entry is None:
             return None
         pid, port = entry
-        if not _is_postgres_process(pid):
+        if not _is_postgres_process(pid, self.paths.data):
             return None
         return port
 
@@ -182,7 +182,14 @@ class Cluster:
             )
 
     def remove_stale_pid(self) -> bool:
-        """Delete postmaster.pid left by a crash (its process is gone). True if one was removed."""
+        """Delete postmaster.pid left by a crash (its process is gone). True if one was removed.
+
+        The crashed postmaster's socket lock files go too: while a killed postmaster awaits its
+        reaper (a zombie), PostgreSQL would take them for a running server and refuse to start."""
+        for lock in self.paths.socket_dir.glob(".s.PGSQL.*.lock"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if not _is_postgres_process(int(lock.read_text().split()[0]), self.paths.data):
+                    lock.unlink()
         pid_path = self.paths.data / "postmaster.pid"
         if pid_path.exists() and self.running_port() is None:
             pid_path.unlink()
@@ -231,17 +238,28 @@ class Cluster:
         return subprocess.run(cmd, capture_output=True, text=True, cwd="/", **kwargs)  # type: ignore[call-overload]
 
 
-def _is_postgres_process(pid: int) -> bool:
+def _is_postgres_process(pid: int, data: Path) -> bool:
+    """Whether ``pid`` is a live postmaster serving ``data`` (not a killed one awaiting its reaper,
+    an unrelated program, or another cluster's postmaster that reuses an old PID)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass  # exists, owned by another user
-    with contextlib.suppress(OSError):
-        comm = Path(f"/proc/{pid}/comm").read_text().strip()
-        return comm in {"postgres", "postmaster"}
-    return True  # no /proc (macOS): trust the signal check
+    proc = Path(f"/proc/{pid}")
+    if not proc.is_dir():
+        return True  # no /proc (macOS): trust the signal check
+    try:
+        if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] in {"Z", "X"}:
+            return False  # killed (e.g. kill -9), not yet reaped: it serves nothing
+        if (proc / "comm").read_text().strip() not in {"postgres", "postmaster"}:
+            return False
+    except (OSError, IndexError):
+        return False  # exited meanwhile
+    with contextlib.suppress(OSError):  # unreadable for another user's process: trust the name
+        return Path(os.readlink(proc / "cwd")).resolve() == data.resolve()  # a postmaster works in its data dir
+    return True
 
 
 def wait_until_ready(info: ConnectionInfo, timeout: float = 30) -> None:

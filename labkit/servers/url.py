@@ -22,8 +22,9 @@ def parse_url(url: str) -> ConnectionInfo:
         parts = conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
         raise ConfigError(
-            f"The database URL {_mask(url)!r} is malformed: {exc}", "Use postgresql://USER:PASSWORD@HOST:PORT/DBNAME."
-        ) from exc
+            f"The database URL {_mask(url)!r} is malformed: {_hide_password(str(exc).strip(), url)}",
+            "Use postgresql://USER:PASSWORD@HOST:PORT/DBNAME.",
+        ) from None  # libpq's own message (and so the chained exception) quotes the whole URL
     try:
         port = int(parts.get("port") or 5432)
     except ValueError as exc:
@@ -50,6 +51,16 @@ def _mask(url: str) -> str:
     return url
 
 
+def _hide_password(text: str, url: str) -> str:
+    """``text`` (an error message about ``url``) with the URL's password masked wherever it appears."""
+    text = text.replace(url, _mask(url))
+    if "@" in url and "://" in url:
+        creds = url.split("://", 1)[1].rsplit("@", 1)[0]
+        if ":" in creds and (password := creds.split(":", 1)[1]):
+            text = text.replace(password, "****")
+    return text
+
+
 def explain_connect_error(info: ConnectionInfo, exc: psycopg.OperationalError) -> ConnectError:
     """Translate libpq's message into what the learner should do."""
     text = str(exc).strip()
@@ -65,7 +76,7 @@ def explain_connect_error(info: ConnectionInfo, exc: psycopg.OperationalError) -
     if "Connection refused" in text or "could not connect" in text or "timeout" in text.lower():
         why = "connection refused" if "refused" in text else "timed out" if "timeout" in text.lower() else "no answer"
         return ConnectError(f"Nothing answers at {where} ({why}).", "Is the server running and the host/port right? Try 'labkit doctor'.")
-    if "could not translate host name" in text:
+    if "could not translate host name" in text or "failed to resolve host" in text:
         return ConnectError(f"The host name {info.host!r} cannot be resolved.", "Check the host part of LABKIT_DATABASE_URL.")
     return ConnectError(f"Could not connect to {where}: {text}", "Check LABKIT_DATABASE_URL; 'labkit doctor' shows what labkit sees.")
 
