@@ -12,7 +12,7 @@ from importlib import metadata
 
 from labkit import runtime, servers
 from labkit.config import SERVER_CHOICES, Settings
-from labkit.errors import LabkitError, NotRunning
+from labkit.errors import ConfigError, LabkitError, NotRunning
 from labkit.servers.base import ConnectionInfo
 
 SHOP_DB = "shop"
@@ -191,6 +191,67 @@ def cmd_exercises(args: argparse.Namespace) -> int:
     return 0 if not problems else 1
 
 
+def _points(values: list[str]) -> dict[str, float]:
+    points = {}
+    for value in values:
+        exercise, _, number = value.partition("=")
+        try:
+            points[exercise.strip()] = float(number)
+        except ValueError:
+            raise ConfigError(f"--points {value!r} is not EXERCISE=POINTS.", "For example: --points 03.2=3") from None
+    return points
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from labkit import shopdb
+    from labkit.exercises import checker
+    from labkit.grading import gradebook, grader, hidden, submission
+
+    folder, out = Path(args.submissions), Path(args.out)
+    if not folder.is_dir():
+        raise ConfigError(f"There is no submissions folder at {folder}.", "Give the folder holding one sub-folder or notebook per student.")
+    submissions = submission.collect(folder)
+    if not submissions:
+        raise ConfigError(
+            f"{folder} holds no submissions.", "Put each student's notebooks in a sub-folder named after them, or STUDENT.ipynb files."
+        )
+    try:
+        exercises = grader.exercises_for(submissions, [e for e in (args.exercises or "").split(",") if e] or None)
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0]), "Name exercises like 03.2 or whole notebooks like 03.") from None
+    points = _points(args.points or [])
+    if unknown := sorted(set(points) - set(checker.specs())):
+        raise ConfigError(f"--points names unknown exercise(s): {', '.join(unknown)}.", "Use ids like 03.2.")
+    options = grader.Options(statement_timeout=args.statement_timeout, time_limit=args.time_limit, points=points)
+    if args.workers:
+        options.workers = args.workers
+    settings = _settings(args)
+    info = runtime.ensure_server(settings)
+    with runtime.locked(settings):
+        _ensure_shop(info, settings)
+        if args.hidden_seed is not None:
+            hidden.prepare(info, args.hidden_seed, scale=args.hidden_scale)
+    if args.hidden_seed is not None:
+        try:
+            options.hidden_specs = hidden.expected_specs(info, Path(args.solutions), exercises)
+        except FileNotFoundError as exc:
+            raise ConfigError(str(exc), "Pass --solutions with the instructor notebooks (reference solutions).") from None
+    print(f"Grading {len(submissions)} submission(s) on {len(exercises)} exercise(s) against the {shopdb.TEMPLATE_DB} copy"
+          + (f" and a hidden dataset (scale {args.hidden_scale:g})" if options.hidden_specs is not None else "") + ".")  # fmt: skip
+    results = grader.grade_all(info, submissions, exercises, options, progress=not args.quiet)
+    gradebook.write_csv(out, results, exercises)
+    feedback_dir = Path(args.feedback) if args.feedback else out.with_name(out.stem + "-feedback")
+    gradebook.write_feedback(feedback_dir, results, exercises)
+    summary = gradebook.summarise(results, exercises)
+    summary_path = out.with_name(out.stem + "-summary.csv")
+    gradebook.write_summary(summary_path, summary)
+    print(gradebook.summary_table(summary))
+    print(f"Gradebook: {out}  ·  per-exercise summary: {summary_path}  ·  feedback for each student: {feedback_dir}/")
+    return 0
+
+
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", choices=SERVER_CHOICES, help="where PostgreSQL comes from (default: auto)")
     parser.add_argument("--allow-other-major", action="store_true", help="accept a PostgreSQL other than 16")
@@ -232,6 +293,19 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--out", default="release", help="where the student notebooks go (default: release/)")
     ex = add("exercises", cmd_exercises, "refresh or verify exercise fingerprints from the reference solutions")
     ex.add_argument("action", choices=("refresh", "verify"))
+    grade = add("grade", cmd_grade, "grade a class's submitted notebooks into a CSV gradebook, with feedback per student")
+    grade.add_argument("submissions", help="folder with one sub-folder (or STUDENT.ipynb) per student")
+    grade.add_argument("--out", default="gradebook.csv", help="the CSV gradebook to write (default: gradebook.csv)")
+    grade.add_argument("--feedback", help="folder for the per-student feedback files (default: next to the gradebook)")
+    grade.add_argument("--exercises", help="comma-separated exercises or notebooks, e.g. 03,04.2 (default: those answered)")
+    grade.add_argument("--points", action="append", metavar="EXERCISE=POINTS", help="points for an exercise (repeatable)")
+    grade.add_argument("--statement-timeout", type=float, default=10.0, metavar="SECONDS", help="per SQL statement (default 10)")
+    grade.add_argument("--time-limit", type=float, default=120.0, metavar="SECONDS", help="per submission (default 120)")
+    grade.add_argument("--workers", type=int, help="submissions graded at once (default: one per core, at least 2)")
+    grade.add_argument("--hidden-seed", type=int, help="also check every answer on a second dataset made with this secret seed")
+    grade.add_argument("--hidden-scale", type=float, default=0.5, help="scale of the hidden dataset (default 0.5)")
+    grade.add_argument("--solutions", default="notebooks", help="instructor notebooks with the reference solutions (for --hidden-seed)")
+    grade.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 

@@ -86,12 +86,14 @@ def _isnull(value: Any) -> bool:
         return value is None
 
 
-def run_query(conn: psycopg.Connection, sql: str, *, read_only: bool = True, setup: str | None = None) -> tuple[list[str], list[tuple]]:
+def run_query(
+    conn: psycopg.Connection, sql: str, *, read_only: bool = True, setup: str | None = None, timeout: str = STATEMENT_TIMEOUT
+) -> tuple[list[str], list[tuple]]:
     """Run ``sql`` in a transaction that is always rolled back; return columns and rows."""
     if re.search(r"\bCONCURRENTLY\b", sql, re.IGNORECASE):
         raise psycopg.ProgrammingError("CREATE/DROP INDEX CONCURRENTLY cannot run inside a transaction; leave out CONCURRENTLY here.")
     with conn.transaction(force_rollback=True):
-        conn.execute(f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'")
+        conn.execute("SELECT set_config('statement_timeout', %s, true)", [timeout])
         if read_only:
             conn.execute("SET TRANSACTION READ ONLY")
         cur = conn.execute(setup if setup is not None else sql)  # type: ignore[arg-type]
@@ -102,14 +104,14 @@ def run_query(conn: psycopg.Connection, sql: str, *, read_only: bool = True, set
         return [d.name for d in cur.description], cur.fetchall()
 
 
-def _state(conn: psycopg.Connection, learner_sql: str, state_sql: str) -> tuple[list[str], list[tuple]]:
-    return run_query(conn, state_sql, read_only=False, setup=learner_sql)
+def _state(conn: psycopg.Connection, learner_sql: str, state_sql: str, timeout: str = STATEMENT_TIMEOUT) -> tuple[list[str], list[tuple]]:
+    return run_query(conn, state_sql, read_only=False, setup=learner_sql, timeout=timeout)
 
 
-def _plan_nodes(conn: psycopg.Connection, learner_sql: str, plan_sql: str | None) -> list[dict[str, Any]]:
+def _plan_nodes(conn: psycopg.Connection, learner_sql: str, plan_sql: str | None, timeout: str = STATEMENT_TIMEOUT) -> list[dict[str, Any]]:
     query = plan_sql or learner_sql
     setup = learner_sql if plan_sql else None
-    _, rows = run_query(conn, f"EXPLAIN (FORMAT JSON) {query}", read_only=setup is None, setup=setup)
+    _, rows = run_query(conn, f"EXPLAIN (FORMAT JSON) {query}", read_only=setup is None, setup=setup, timeout=timeout)
     document = rows[0][0] if not isinstance(rows[0][0], str) else json.loads(rows[0][0])
     found: list[dict[str, Any]] = []
 
@@ -185,9 +187,20 @@ def _plan_feedback(spec_: dict[str, Any], plan_nodes: list[dict[str, Any]]) -> l
 
 
 # -- the learner's entry points ----------------------------------------------------------------
-def evaluate(conn: psycopg.Connection, exercise: str, answer: Any) -> CheckResult:
-    """Check ``answer`` (SQL text, a DataFrame or a JupySQL result) without raising."""
-    spec_ = spec(exercise)
+def evaluate(
+    conn: psycopg.Connection,
+    exercise: str,
+    answer: Any,
+    *,
+    spec_: dict[str, Any] | None = None,
+    timeout: str = STATEMENT_TIMEOUT,
+    count_attempt: bool = True,
+) -> CheckResult:
+    """Check ``answer`` (SQL text, a DataFrame or a JupySQL result) without raising.
+
+    ``spec_`` replaces the stored spec (grading on other data); ``count_attempt=False`` keeps the
+    learner's attempt counter (and so the automatic hint) out of it."""
+    spec_ = spec_ or spec(exercise)
     learner_sql = answer if isinstance(answer, str) else None
     if learner_sql is not None and not learner_sql.strip().strip(";").strip():
         return CheckResult(exercise, False, ["Write your answer first (the cell above is still empty)."])
@@ -197,19 +210,19 @@ def evaluate(conn: psycopg.Connection, exercise: str, answer: Any) -> CheckResul
             feedback += structure.problems(learner_sql, spec_["requires"])
         kind = spec_.get("kind", "result")
         if kind == "plan":
-            feedback += _plan_feedback(spec_, _plan_nodes(conn, learner_sql or "", spec_.get("plan_sql")))
+            feedback += _plan_feedback(spec_, _plan_nodes(conn, learner_sql or "", spec_.get("plan_sql"), timeout))
         else:
             if learner_sql is None:
                 columns, rows = _as_rows(answer)
             elif kind == "state":
-                columns, rows = _state(conn, learner_sql, spec_["state_sql"])
+                columns, rows = _state(conn, learner_sql, spec_["state_sql"], timeout)
             else:
-                columns, rows = run_query(conn, learner_sql, read_only=spec_.get("read_only", True))
+                columns, rows = run_query(conn, learner_sql, read_only=spec_.get("read_only", True), timeout=timeout)
             feedback += compare(spec_, columns, rows, learner_sql)
     except psycopg.Error as exc:
         feedback = [f"Your SQL failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}"]
     passed = not feedback
-    if not passed:
+    if not passed and count_attempt:
         _attempts[exercise] += 1
         hints = spec_.get("hints", [])
         if hints and _attempts[exercise] >= HINT_AFTER_FAILURES:

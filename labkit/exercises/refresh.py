@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ POLICY_KEYS = (
     "points",
     "read_only",
 )
+TITLE = re.compile(r"^#+\s*Exercise\s+(\d\d\.\d+)\s*[—–:-]+\s*(.+)$", re.MULTILINE)
 NOTEBOOKS = Path(__file__).resolve().parent.parent.parent / "notebooks"
 
 
@@ -57,7 +59,10 @@ def solutions(notebook: Path) -> list[Solution]:
     """Reference solutions in one instructor notebook."""
     nb = nbformat.read(notebook, as_version=4)
     found = []
+    titles: dict[str, str] = {}
     for cell in nb.cells:
+        if cell.cell_type == "markdown" and (heading := TITLE.search(cell.source)):
+            titles[heading[1]] = heading[2].strip()
         if cell.cell_type != "code" or "solution" not in cell.metadata.get("tags", []):
             continue
         for node in ast.parse(cell.source).body:
@@ -65,6 +70,8 @@ def solutions(notebook: Path) -> list[Solution]:
                 for target in node.targets:
                     if isinstance(target, ast.Name) and (key := exercise_id(target.id)):
                         policy = {k: v for k, v in cell.metadata.get("labkit", {}).items() if k in POLICY_KEYS}
+                        if key in titles:
+                            policy.setdefault("title", titles[key])
                         found.append(Solution(key, node.value.value, notebook.stem, policy))
     return found
 

@@ -1,0 +1,40 @@
+"""A second dataset with a seed only the instructor knows, and the expected results on it.
+
+A query that hard-codes the course data's answer (ids, dates, counts) passes on the public
+shop but not here. The expected results come from the instructor's reference solutions, run on
+this dataset; plan exercises are left out (they check how, not what).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from labkit import shopdb
+from labkit.exercises import checker, refresh
+from labkit.servers.base import ConnectionInfo
+
+HIDDEN_DB = "shop_hidden"
+
+
+def prepare(info: ConnectionInfo, seed: int, *, scale: float = 0.5, progress: bool = True) -> None:
+    """Load (once per seed and scale) the hidden dataset as a template database."""
+    shopdb.load(info, seed=seed, scale=scale, target=HIDDEN_DB, progress=progress)
+
+
+def expected_specs(info: ConnectionInfo, solutions_dir: Path, exercises: list[str]) -> dict[str, dict[str, Any]]:
+    """Each exercise's spec with the expected fingerprint computed on the hidden dataset."""
+    references = {s.exercise: s for nb in sorted(solutions_dir.glob("[0-9][0-9]-*.ipynb")) for s in refresh.solutions(nb)}
+    missing = [e for e in exercises if e not in references and checker.spec(e).get("kind", "result") != "plan"]
+    if missing:
+        raise FileNotFoundError(
+            f"No reference solution for {', '.join(missing)} in {solutions_dir}: the hidden dataset needs the instructor notebooks."
+        )
+    specs: dict[str, dict[str, Any]] = {}
+    with info.connect(HIDDEN_DB) as conn:
+        for exercise in exercises:
+            spec = checker.spec(exercise)
+            if spec.get("kind", "result") == "plan":
+                continue
+            specs[exercise] = {**spec, "expected": refresh.expected_for(conn, spec, references[exercise].sql)}
+    return specs

@@ -1,0 +1,127 @@
+"""A throwaway copy of the shop and an unprivileged role that owns what is in it, per submission.
+
+The role is no superuser and may not create databases or roles, read server files or run
+programs (no ``pg_read_server_files`` / ``pg_execute_server_program``); it may connect only to
+its own copy, where it owns the tables (so DDL exercises work). Dropping the copy and the role
+afterwards leaves the server as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from labkit.errors import LabkitError
+from labkit.servers.base import ConnectionInfo
+
+PREFIX = "labkit_grade_"
+SANDBOX_SQL = Path(__file__).resolve().parent.parent.parent / "sql" / "grading" / "sandbox.sql"
+ROLE_SETTINGS = {
+    "idle_in_transaction_session_timeout": "60s",
+    "lock_timeout": "5s",
+    "work_mem": "16MB",
+    "temp_file_limit": "512MB",  # only a superuser may set this one; skipped otherwise
+}
+
+
+class GradingError(LabkitError):
+    """Grading cannot run on this server."""
+
+    exit_code = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Sandbox:
+    """Where one submission runs: ``info`` connects as its role to ``dbname``."""
+
+    dbname: str
+    role: str
+    info: ConnectionInfo
+
+
+def _check_rights(admin: psycopg.Connection) -> None:
+    row = admin.execute("SELECT rolsuper OR (rolcreaterole AND rolcreatedb) FROM pg_roles WHERE rolname = current_user").fetchone()
+    if not row or not row[0]:
+        raise GradingError(
+            f"Grading needs a role that may create databases and roles; {admin.info.user!r} may not.",
+            "Grade on your own lab server ('labkit up'), or connect as a role with CREATEDB and CREATEROLE.",
+        )
+
+
+def create(admin_info: ConnectionInfo, template: str, *, statement_timeout: str) -> Sandbox:
+    """A copy of ``template`` owned, inside, by a new unprivileged role."""
+    name = PREFIX + secrets.token_hex(6)
+    password = secrets.token_urlsafe(18)
+    with admin_info.connect() as admin:
+        _check_rights(admin)
+        admin.execute(
+            sql.SQL(
+                "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS"
+                " CONNECTION LIMIT 4 PASSWORD {}"
+            ).format(sql.Identifier(name), sql.Literal(password))
+        )
+        try:
+            for setting, value in {**ROLE_SETTINGS, "statement_timeout": statement_timeout}.items():
+                try:
+                    admin.execute(
+                        sql.SQL("ALTER ROLE {} SET {} = {}").format(sql.Identifier(name), sql.Identifier(setting), sql.Literal(value))
+                    )
+                except psycopg.errors.InsufficientPrivilege:
+                    continue
+            admin.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(sql.Identifier(name), sql.Identifier(template))
+            )
+            with admin_info.connect(name) as conn:
+                conn.execute("SELECT set_config('labkit.grader', %s, false)", [name])
+                conn.execute(SANDBOX_SQL.read_text())  # type: ignore[arg-type]
+        except BaseException:
+            drop(admin_info, name)
+            raise
+    return Sandbox(name, name, dataclasses.replace(admin_info, user=name, password=password))
+
+
+def drop(admin_info: ConnectionInfo, name: str) -> None:
+    """Remove a sandbox's database (ending its sessions) and its role."""
+    with admin_info.connect() as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+@contextlib.contextmanager
+def sandbox(admin_info: ConnectionInfo, template: str, *, statement_timeout: str = "10s") -> Iterator[Sandbox]:
+    """``create`` … ``drop``, whatever happens in between."""
+    box = create(admin_info, template, statement_timeout=statement_timeout)
+    try:
+        yield box
+    finally:
+        drop(admin_info, box.dbname)
+
+
+def terminate(admin_info: ConnectionInfo, box: Sandbox) -> None:
+    """End every session of the sandbox's role (a statement that ignored its timeout)."""
+    with admin_info.connect() as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [box.role])
+
+
+def leftovers(admin_info: ConnectionInfo) -> list[str]:
+    """Sandboxes an interrupted grading run left behind."""
+    with admin_info.connect() as admin:
+        rows = admin.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s UNION SELECT rolname FROM pg_roles WHERE rolname LIKE %s",
+            [PREFIX.replace("_", "\\_") + "%"] * 2,
+        ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def clean_leftovers(admin_info: ConnectionInfo) -> int:
+    names = leftovers(admin_info)
+    for name in names:
+        drop(admin_info, name)
+    return len(names)
