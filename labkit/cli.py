@@ -179,6 +179,8 @@ def cmd_exercises(args: argparse.Namespace) -> int:
     from labkit.exercises import refresh
 
     info = _running(_settings(args))
+    if args.action == "mutants":
+        return _mutants(info, args.only)
     with info.connect(SHOP_DB) as conn:
         if args.action == "refresh":
             written = refresh.refresh(conn)
@@ -189,6 +191,24 @@ def cmd_exercises(args: argparse.Namespace) -> int:
         print(f"  {problem}")
     print("All exercise specs are current." if not problems else f"{len(problems)} stale exercise spec(s).")
     return 0 if not problems else 1
+
+
+def _mutants(info: ConnectionInfo, only: str | None) -> int:
+    from labkit.exercises import checker, mutants, refresh
+
+    wanted = [o for o in (only or "").split(",") if o]
+    reports = []
+    with info.connect(SHOP_DB) as conn:
+        for notebook in sorted(refresh.NOTEBOOKS.glob("[0-9][0-9]-*.ipynb")):
+            for solution in refresh.solutions(notebook):
+                if wanted and not any(solution.exercise == o or solution.exercise.split(".")[0] == o.zfill(2) for o in wanted):
+                    continue
+                if checker.spec(solution.exercise).get("kind", "result") == "plan":
+                    continue  # a plan check is about how, not what: its mutants say nothing
+                reports.append(mutants.try_mutants(conn, solution.exercise, solution.sql))
+                print(mutants.report_text(reports[-1:]).splitlines()[0], flush=True)
+    print(mutants.report_text(reports))
+    return 0
 
 
 def _points(values: list[str]) -> dict[str, float]:
@@ -291,8 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     release = add("release", cmd_release, "write student notebooks: solutions replaced by stubs, exercise outputs cleared")
     release.add_argument("source", nargs="?", default="notebooks", help="instructor notebooks folder (default: notebooks)")
     release.add_argument("--out", default="release", help="where the student notebooks go (default: release/)")
-    ex = add("exercises", cmd_exercises, "refresh or verify exercise fingerprints from the reference solutions")
-    ex.add_argument("action", choices=("refresh", "verify"))
+    ex = add("exercises", cmd_exercises, "refresh or verify exercise fingerprints; mutation-test the checks")
+    ex.add_argument("action", choices=("refresh", "verify", "mutants"), help="mutants: report plausible wrong answers a check would accept")
+    ex.add_argument("--only", help="mutants: comma-separated exercises or notebooks, e.g. 03,04.2")
     grade = add("grade", cmd_grade, "grade a class's submitted notebooks into a CSV gradebook, with feedback per student")
     grade.add_argument("submissions", help="folder with one sub-folder (or STUDENT.ipynb) per student")
     grade.add_argument("--out", default="gradebook.csv", help="the CSV gradebook to write (default: gradebook.csv)")

@@ -44,14 +44,14 @@ def _notebook(path: Path, answers: dict[str, str], extra_code: tuple[str, ...] =
     nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
 
 
-def _hard_coded(info: ConnectionInfo, sql: str) -> str:
+def _hard_coded(info: ConnectionInfo, sql: str, order_by: str = "") -> str:
     """The reference result typed in as literals: right on the course data, wrong anywhere else."""
     with info.connect(shopdb.SHOP_DB) as conn:
         cur = conn.execute(sql)  # type: ignore[arg-type]
         names = [d.name for d in cur.description or []]
         rows = cur.fetchall()
     values = ", ".join("(" + ", ".join(repr(v) if isinstance(v, str) else str(v) for v in row) + ")" for row in rows)
-    return f"SELECT * FROM (VALUES {values}) AS t({', '.join(names)})".replace('"', "'")
+    return f"SELECT * FROM (VALUES {values}) AS t({', '.join(names)}) {order_by}".replace('"', "'")
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,8 @@ def submissions(tmp_path_factory: pytest.TempPathFactory, references: dict[str, 
     nb = nbformat.read(fingerprint_reader, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell("import json\nanswer_03_1 = open('../exercises/03-window-functions.json').read()"))
     nbformat.write(nb, fingerprint_reader)
-    _notebook(folder / "hard-coded" / "00.ipynb", {"00.1": _hard_coded(shop, ref["00.1"]), "00.2": _hard_coded(shop, ref["00.2"])})
+    hard_coded = {"00.1": _hard_coded(shop, ref["00.1"]), "00.2": _hard_coded(shop, ref["00.2"], "ORDER BY 2 DESC")}
+    _notebook(folder / "hard-coded" / "00.ipynb", hard_coded)
     broken_cell = folder / "broken-cell" / "03.ipynb"
     _notebook(broken_cell, {"03.2": ref["03.2"]})
     nb = nbformat.read(broken_cell, as_version=4)

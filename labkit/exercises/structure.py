@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pglast
-from pglast import ast
+from pglast import ast, enums
 
 
 def _walk(node: Any) -> Iterator[ast.Node]:
@@ -61,3 +61,20 @@ def problems(sql: str, requirements: list[str]) -> list[str]:
         else:
             raise ValueError(f"unknown structural requirement {name!r}")
     return missing
+
+
+def sorts_result(sql: str) -> bool:
+    """Whether the (last) statement's result is sorted by an ORDER BY of its own.
+
+    An ORDER BY in a subquery, a CTE or a window does not fix the order of the rows returned.
+    A SELECT without FROM (e.g. ``SELECT unnest(array)``) returns its rows in a defined order."""
+    try:
+        statements = pglast.parse_sql(sql)
+    except pglast.parser.ParseError:
+        return False
+    if not statements:
+        return False
+    top = statements[-1].stmt
+    if isinstance(top, ast.SelectStmt) and top.op == enums.SetOperation.SETOP_NONE and not top.fromClause and not top.valuesLists:
+        return True
+    return isinstance(top, ast.SelectStmt) and bool(top.sortClause)

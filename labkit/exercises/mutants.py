@@ -1,0 +1,140 @@
+"""Mutation testing of exercises: would the check accept a plausible wrong answer?
+
+Each mutant is the reference solution with one deliberate mistake made on PostgreSQL's parse
+tree (pglast): a WHERE or HAVING condition dropped, a LEFT JOIN made INNER (or back), a bound's
+``<`` turned into ``<=``, DISTINCT / ORDER BY / LIMIT / PARTITION BY left out, a sort direction
+flipped. A mutant the check accepts is a hole a learner could fall through: tighten the
+exercise (its order policy, its data or its wording) until none survives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pglast
+import psycopg
+from pglast import ast, enums
+from pglast.stream import RawStream
+
+from labkit.exercises import checker
+
+FLIP = {"<": "<=", "<=": "<", ">": ">=", ">=": ">"}
+Mutation = Callable[[], str]  # applies itself to the freshly parsed tree; returns a description
+
+
+@dataclass(frozen=True)
+class Mutant:
+    description: str
+    sql: str
+
+
+@dataclass
+class Report:
+    exercise: str
+    mutants: int
+    survivors: list[Mutant]
+
+    @property
+    def killed(self) -> int:
+        return self.mutants - len(self.survivors)
+
+
+def _walk(node: Any) -> Iterator[ast.Node]:
+    if isinstance(node, (list, tuple)):
+        for item in node:
+            yield from _walk(item)
+    elif isinstance(node, ast.Node):
+        yield node
+        for name in type(node).__slots__:
+            yield from _walk(getattr(node, name, None))
+
+
+def _drop_term(owner: ast.Node, slot: str, index: int | None) -> str:
+    clause = getattr(owner, slot)
+    if index is None:
+        setattr(owner, slot, None)
+        return f"{'WHERE' if slot == 'whereClause' else 'HAVING'} left out"
+    remaining = [a for i, a in enumerate(clause.args) if i != index]
+    setattr(owner, slot, remaining[0] if len(remaining) == 1 else ast.BoolExpr(boolop=enums.BoolExprType.AND_EXPR, args=remaining))
+    return f"condition {index + 1} of the {'WHERE' if slot == 'whereClause' else 'HAVING'} clause left out"
+
+
+def _sites(tree: Any) -> list[Mutation]:
+    """Every single-mistake mutation of ``tree`` (closures over its nodes, applied one at a time)."""
+    sites: list[Mutation] = []
+    for node in _walk(tree):
+        if isinstance(node, ast.SelectStmt):
+            for slot in ("whereClause", "havingClause"):
+                clause = getattr(node, slot)
+                if isinstance(clause, ast.BoolExpr) and clause.boolop == enums.BoolExprType.AND_EXPR:
+                    sites += [lambda n=node, s=slot, i=i: _drop_term(n, s, i) for i in range(len(clause.args))]
+                elif clause is not None:
+                    sites.append(lambda n=node, s=slot: _drop_term(n, s, None))
+            if node.distinctClause:
+                sites.append(lambda n=node: (setattr(n, "distinctClause", None), "DISTINCT left out")[1])
+            if node.sortClause:
+                sites.append(lambda n=node: (setattr(n, "sortClause", None), "ORDER BY left out")[1])
+            if node.limitCount is not None:
+                sites.append(
+                    lambda n=node: (
+                        setattr(n, "limitCount", None),
+                        setattr(n, "limitOption", enums.LimitOption.LIMIT_OPTION_DEFAULT),
+                        "LIMIT left out",
+                    )[2]
+                )
+            if node.limitOption == enums.LimitOption.LIMIT_OPTION_WITH_TIES:
+                sites.append(lambda n=node: (setattr(n, "limitOption", enums.LimitOption.LIMIT_OPTION_COUNT), "WITH TIES left out")[1])
+        elif isinstance(node, ast.JoinExpr) and node.quals is not None:
+            if node.jointype == enums.JoinType.JOIN_LEFT:
+                sites.append(lambda n=node: (setattr(n, "jointype", enums.JoinType.JOIN_INNER), "LEFT JOIN made INNER")[1])
+            elif node.jointype == enums.JoinType.JOIN_INNER:
+                sites.append(lambda n=node: (setattr(n, "jointype", enums.JoinType.JOIN_LEFT), "INNER JOIN made LEFT")[1])
+        elif isinstance(node, ast.A_Expr) and node.kind == enums.A_Expr_Kind.AEXPR_OP and len(node.name) == 1:
+            op = node.name[0].sval
+            if op in FLIP:
+                sites.append(lambda n=node, op=op: (setattr(n, "name", (ast.String(FLIP[op]),)), f"'{op}' made '{FLIP[op]}'")[1])
+        elif isinstance(node, ast.FuncCall) and node.agg_distinct:
+            sites.append(lambda n=node: (setattr(n, "agg_distinct", False), "DISTINCT inside an aggregate left out")[1])
+        elif isinstance(node, ast.WindowDef) and node.partitionClause:
+            sites.append(lambda n=node: (setattr(n, "partitionClause", None), "PARTITION BY left out")[1])
+        elif isinstance(node, ast.SortBy) and node.sortby_dir in (
+            enums.SortByDir.SORTBY_DESC,
+            enums.SortByDir.SORTBY_ASC,
+            enums.SortByDir.SORTBY_DEFAULT,
+        ):
+            flipped = enums.SortByDir.SORTBY_ASC if node.sortby_dir == enums.SortByDir.SORTBY_DESC else enums.SortByDir.SORTBY_DESC
+            sites.append(lambda n=node, d=flipped: (setattr(n, "sortby_dir", d), "a sort direction flipped")[1])
+    return sites
+
+
+def mutants(sql: str) -> list[Mutant]:
+    """One mutant per mutation site of ``sql`` (each made on a fresh parse)."""
+    count = len(_sites(pglast.parse_sql(sql)))
+    found = []
+    for index in range(count):
+        tree = pglast.parse_sql(sql)
+        description = _sites(tree)[index]()
+        found.append(Mutant(description, RawStream()(tree)))
+    return found
+
+
+def try_mutants(conn: psycopg.Connection, exercise: str, sql: str, spec: dict[str, Any] | None = None) -> Report:
+    """Run every mutant of the reference ``sql`` through the exercise's check; collect those it accepts."""
+    spec = spec or checker.spec(exercise)
+    found = mutants(sql)
+    survivors = [m for m in found if checker.evaluate(conn, exercise, m.sql, spec_=spec, count_attempt=False).passed]
+    return Report(exercise, len(found), survivors)
+
+
+def report_text(reports: list[Report]) -> str:
+    lines = []
+    for report in reports:
+        status = "all caught" if not report.survivors else f"{len(report.survivors)} accepted"
+        lines.append(f"{report.exercise}: {report.mutants} mutant(s), {status}")
+        lines += [f"    accepted: {m.description}: {m.sql}" for m in report.survivors]
+    total = sum(r.mutants for r in reports)
+    accepted = sum(len(r.survivors) for r in reports)
+    lines.append(f"{total} mutants of {len(reports)} reference solutions; the checks catch {total - accepted}, accept {accepted}.")
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""Mutation testing of the exercises: plausible wrong answers, and which of them a check accepts."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from labkit.exercises import checker, mutants
+from labkit.servers.base import ConnectionInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERY = """
+SELECT DISTINCT u.country, count(DISTINCT o.id) AS orders
+FROM users u LEFT JOIN orders o ON o.user_id = u.id AND o.status <> 'cancelled'
+WHERE u.created_at >= '2024-01-01' AND u.deleted_at IS NULL
+GROUP BY u.country
+HAVING count(*) > 1
+ORDER BY orders DESC
+LIMIT 3
+"""
+
+
+def test_each_mutant_makes_one_mistake_on_the_parse_tree() -> None:
+    found = mutants.mutants(QUERY)
+    descriptions = [m.description for m in found]
+    for expected in ("condition 1 of the WHERE clause left out", "condition 2 of the WHERE clause left out", "HAVING left out",
+                     "DISTINCT left out", "ORDER BY left out", "LIMIT left out", "LEFT JOIN made INNER", "'>=' made '>'",
+                     "DISTINCT inside an aggregate left out", "a sort direction flipped"):  # fmt: skip
+        assert expected in descriptions, descriptions
+    inner = next(m for m in found if m.description == "LEFT JOIN made INNER")
+    assert "INNER JOIN orders" in inner.sql and "LEFT JOIN" not in inner.sql
+    assert len({m.sql for m in found}) == len(found)  # all different …
+    assert all(m.sql != QUERY for m in found)  # … and each differs from the original
+
+
+def test_a_weak_policy_lets_a_mutant_through_and_a_strict_one_does_not(shop: ConnectionInfo) -> None:
+    reference = "SELECT status, count(*) AS orders FROM orders GROUP BY status ORDER BY orders DESC"
+    strict = checker.spec("00.2")  # the rows must come in order of 'orders'
+    weak = {**strict, "order": "any"}
+    with shop.connect("shop") as conn:
+        strict_report = mutants.try_mutants(conn, "00.2", reference, strict)
+        weak_report = mutants.try_mutants(conn, "00.2", reference, weak)
+    assert strict_report.mutants == weak_report.mutants >= 2
+    assert not strict_report.survivors
+    assert [m.description for m in weak_report.survivors] == ["ORDER BY left out", "a sort direction flipped"]
+
+
+def test_mutants_command_reports_every_exercise(shop: ConnectionInfo) -> None:
+    result = subprocess.run([sys.executable, "-m", "labkit.cli", "exercises", "mutants", "--only", "02,03.1"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:5]] == ["02.1", "02.2", "02.3", "02.4", "03.1"]
+    summary = re.fullmatch(r"(\d+) mutants of 5 reference solutions; the checks catch (\d+), accept (\d+)\.", lines[-1])
+    assert summary, lines[-1]
+    total, caught, accepted = map(int, summary.groups())
+    assert total == caught + accepted and caught > 0
+    assert "mutant(s)" in lines[0]
