@@ -1,0 +1,77 @@
+"""Grading throughput: submissions graded per minute, each a notebook of 10 exercises.
+
+Each submission gets its own sandbox database (a FILE_COPY clone of the shop template) and an
+unprivileged role; a third of the answers are wrong, so feedback paths are exercised too.
+Reference for the sandbox cost: a bare CREATE DATABASE … TEMPLATE shop_template + DROP.
+
+Target (issue): ≥ 60 submissions per minute on a 2-core machine. Prints figures.
+Usage: python benchmarks/bench_grading.py [--submissions N] [--workers W]   (uses the lab server)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+from labkit import runtime, shopdb
+from labkit.config import Settings
+from labkit.exercises import refresh
+from labkit.grading import grader, submission
+
+EXERCISES = ["00.1", "00.2", "00.3", "00.4", "02.1", "02.2", "02.3", "02.4", "03.1", "03.2"]
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def make_submissions(folder: Path, count: int) -> None:
+    references = {s.exercise: s.sql for nb in sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb")) for s in refresh.solutions(nb)}
+    for index in range(count):
+        cells = []
+        for number, exercise in enumerate(EXERCISES):
+            sql = references[exercise] if (index + number) % 3 else "SELECT 1 AS wrong"
+            cells.append(nbformat.v4.new_code_cell(f'answer_{exercise.replace(".", "_")} = """{sql}"""'))
+        path = folder / f"student{index:03d}" / "work.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--submissions", type=int, default=40)
+    parser.add_argument("--workers", type=int, default=grader.Options().workers)
+    args = parser.parse_args()
+    info = runtime.ensure_server(Settings.load())
+    shopdb.ensure_shop(info, progress=False)
+
+    clone = []
+    with info.connect() as conn:
+        for _ in range(5):
+            started = time.perf_counter()
+            conn.execute("CREATE DATABASE bench_clone TEMPLATE shop_template STRATEGY FILE_COPY")
+            conn.execute("DROP DATABASE bench_clone")
+            clone.append(time.perf_counter() - started)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        make_submissions(Path(tmp), args.submissions)
+        collected = submission.collect(Path(tmp))
+        options = grader.Options(workers=args.workers)
+        started = time.perf_counter()
+        results = grader.grade_all(info, collected, EXERCISES, options, progress=False)
+        elapsed = time.perf_counter() - started
+
+    per_submission = statistics.median(r.seconds for r in results)
+    rate = len(results) / elapsed * 60
+    print(f"submissions:          {len(results)} × {len(EXERCISES)} exercises, {args.workers} workers")
+    print(f"wall time:            {elapsed:.1f} s")
+    print(f"throughput:           {rate:.0f} submissions/min  (target ≥ 60: {'met' if rate >= 60 else 'NOT met'})")
+    print(f"per submission:       {per_submission * 1000:.0f} ms median (one worker)")
+    print(f"bare clone + drop:    {statistics.median(clone) * 1000:.0f} ms median (sandbox reference)")
+    print(f"points awarded:       {sum(r.total for r in results):g} of {sum(r.max_points for r in results):g}")
+
+
+if __name__ == "__main__":
+    main()
