@@ -63,3 +63,21 @@ def test_notebook_runs_top_to_bottom(path: Path, shop: ConnectionInfo) -> None:
 
 def test_notebooks_exist() -> None:
     assert NOTEBOOKS, "the course has no notebooks"
+
+
+def test_navigation_is_consistent() -> None:
+    """Each notebook is in the index, starts with its number and the lab call, and links to its neighbours."""
+    index = (NOTEBOOKS[0].parent / "README.md").read_text()
+    for position, path in enumerate(NOTEBOOKS):
+        nb = nbformat.read(path, as_version=4)
+        assert f"]({path.name})" in index, f"{path.name} is missing from notebooks/README.md"
+        assert nb.cells[0].source.startswith(f"# {path.name[:2]} · "), f"{path.name}: the title cell must start with '# {path.name[:2]} · '"
+        first_code = next(c for c in nb.cells if c.cell_type == "code")
+        assert "labkit.lab()" in first_code.source, f"{path.name}: the first code cell must call labkit.lab()"
+        footer = nb.cells[-1].source
+        assert "(README.md)" in footer, f"{path.name}: the last cell must link to the index"
+        if position > 0:
+            previous = NOTEBOOKS[position - 1].name
+            assert f"Previous: [{previous[:2]} · " in footer and f"({previous})" in footer, f"{path.name}: no link to {previous}"
+        if position < len(NOTEBOOKS) - 1:
+            assert f"({NOTEBOOKS[position + 1].name})" in footer, f"{path.name}: no link to the next notebook"
