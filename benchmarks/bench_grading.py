@@ -28,7 +28,7 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def make_submissions(folder: Path, count: int) -> None:
-    references = {s.exercise: s.sql for nb in sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb")) for s in refresh.solutions(nb)}
+    references = {s.exercise: s.sql for s in refresh.all_solutions(NOTEBOOKS)}
     for index in range(count):
         cells = []
         for number, exercise in enumerate(EXERCISES):

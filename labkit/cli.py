@@ -199,14 +199,13 @@ def _mutants(info: ConnectionInfo, only: str | None) -> int:
     wanted = [o for o in (only or "").split(",") if o]
     reports = []
     with info.connect(SHOP_DB) as conn:
-        for notebook in sorted(refresh.NOTEBOOKS.glob("[0-9][0-9]-*.ipynb")):
-            for solution in refresh.solutions(notebook):
-                if wanted and not any(solution.exercise == o or solution.exercise.split(".")[0] == o.zfill(2) for o in wanted):
-                    continue
-                if checker.spec(solution.exercise).get("kind", "result") == "plan":
-                    continue  # a plan check is about how, not what: its mutants say nothing
-                reports.append(mutants.try_mutants(conn, solution.exercise, solution.sql))
-                print(mutants.report_text(reports[-1:]).splitlines()[0], flush=True)
+        for solution in refresh.all_solutions():
+            if wanted and not checker.selected(solution.exercise, wanted):
+                continue
+            if checker.spec(solution.exercise).get("kind", "result") == "plan":
+                continue  # a plan check is about how, not what: its mutants say nothing
+            reports.append(mutants.try_mutants(conn, solution.exercise, solution.sql))
+            print(mutants.report_text(reports[-1:]).splitlines()[0], flush=True)
     print(mutants.report_text(reports))
     return 0
 

@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from labkit import runtime
 from labkit.config import Settings
 
@@ -203,3 +205,14 @@ def unprivileged_user() -> str | None:
         except KeyError:
             continue
     return None
+
+
+def user_with_python() -> tuple[str, list[str], dict[str, str]]:
+    """An unprivileged account with a Python that imports labkit (command and env); skips the test if there is none."""
+    user = unprivileged_user()
+    if user is None:
+        pytest.skip("needs root and an unprivileged account to switch to")
+    found = python_for(user)
+    if found is None:
+        pytest.skip(f"no Python that {user} can run with labkit importable")
+    return user, *found

@@ -8,7 +8,7 @@ import pytest
 from labkit.exercises import checker, refresh
 from labkit.servers.base import ConnectionInfo
 
-SOLUTIONS = [s for nb in sorted(refresh.NOTEBOOKS.glob("[0-9][0-9]-*.ipynb")) for s in refresh.solutions(nb)]
+SOLUTIONS = refresh.all_solutions()
 
 
 def test_fingerprints_are_current(shop: ConnectionInfo) -> None:

@@ -21,7 +21,6 @@ from helpers_servers import (
     free_port,
     labkit,
     postmasters,
-    python_for,
     reachable,
     run_as_user,
     settings_for,
@@ -29,7 +28,7 @@ from helpers_servers import (
     snapshot,
     state_env,
     stopped_afterwards,
-    unprivileged_user,
+    user_with_python,
     wait_gone,
 )
 
@@ -406,13 +405,7 @@ def test_auto_with_nothing_usable_explains_every_provider(tmp_path: Path) -> Non
 
 # -- folders the user cannot write ----------------------------------------------------------------
 def test_unwritable_explicit_data_dir_is_a_config_error(tmp_path: Path) -> None:
-    user = unprivileged_user()
-    if user is None:
-        pytest.skip("needs root and an unprivileged account to switch to")
-    found = python_for(user)
-    if found is None:
-        pytest.skip(f"no Python that {user} can run with labkit importable")
-    python, python_env = found
+    user, python, python_env = user_with_python()
     home = reachable(tmp_path / "home", owner=user)
     locked_dir = reachable(tmp_path / "roots-only")  # root's, mode 0755
     env = clean_env(HOME=str(home), LABKIT_DATA_DIR=str(locked_dir / "state"), **python_env)

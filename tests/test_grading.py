@@ -30,7 +30,7 @@ MARKER = Path("/tmp") / f"labkit-grading-{secrets.token_hex(4)}"
 
 @pytest.fixture(scope="module")
 def references() -> dict[str, str]:
-    return {s.exercise: s.sql for nb in sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb")) for s in refresh.solutions(nb)}
+    return {s.exercise: s.sql for s in refresh.all_solutions(NOTEBOOKS)}
 
 
 def _notebook(path: Path, answers: dict[str, str], extra_code: tuple[str, ...] = ()) -> None:

@@ -21,14 +21,13 @@ from helpers_servers import (
     labkit,
     postmasters,
     process_uid,
-    python_for,
     reachable,
     run_as_user,
     settings_for,
     shutdown,
     state_env,
     stopped_afterwards,
-    unprivileged_user,
+    user_with_python,
 )
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
@@ -248,14 +247,9 @@ def _listening_addresses(port: int) -> set[str]:
 # -- as a normal user -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def normal_user() -> tuple[str, list[str], dict[str, str]]:
-    user = unprivileged_user()
-    if user is None:
-        pytest.skip("needs root and an unprivileged account to switch to")
-    found = python_for(user)
-    if found is None:
-        pytest.skip(f"no Python that {user} can run with labkit importable")
+    found = user_with_python()
     PortableProvider(settings_for(Path("/nonexistent"))).install()  # cached once, readable by everyone
-    return user, *found
+    return found
 
 
 def _user_env(home: Path, python_env: dict[str, str], **extra: str) -> dict[str, str]:

@@ -63,6 +63,11 @@ def specs() -> dict[str, dict[str, Any]]:
     return found
 
 
+def selected(exercise: str, selectors: list[str]) -> bool:
+    """Whether ``exercise`` ("03.2") is named by one of ``selectors``: an id ("03.2") or a notebook ("03", "3")."""
+    return any(exercise == s or exercise.split(".")[0] == s.zfill(2) for s in selectors)
+
+
 def spec(exercise: str) -> dict[str, Any]:
     try:
         return specs()[exercise]

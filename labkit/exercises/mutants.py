@@ -9,7 +9,7 @@ exercise (its order policy, its data or its wording) until none survives.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from pglast import ast, enums
 from pglast.stream import RawStream
 
 from labkit.exercises import checker
+from labkit.exercises.structure import walk
 
 FLIP = {"<": "<=", "<=": "<", ">": ">=", ">=": ">"}
 Mutation = Callable[[], str]  # applies itself to the freshly parsed tree; returns a description
@@ -41,16 +42,6 @@ class Report:
         return self.mutants - len(self.survivors)
 
 
-def _walk(node: Any) -> Iterator[ast.Node]:
-    if isinstance(node, (list, tuple)):
-        for item in node:
-            yield from _walk(item)
-    elif isinstance(node, ast.Node):
-        yield node
-        for name in type(node).__slots__:
-            yield from _walk(getattr(node, name, None))
-
-
 def _drop_term(owner: ast.Node, slot: str, index: int | None) -> str:
     clause = getattr(owner, slot)
     if index is None:
@@ -64,7 +55,7 @@ def _drop_term(owner: ast.Node, slot: str, index: int | None) -> str:
 def _sites(tree: Any) -> list[Mutation]:
     """Every single-mistake mutation of ``tree`` (closures over its nodes, applied one at a time)."""
     sites: list[Mutation] = []
-    for node in _walk(tree):
+    for node in walk(tree):
         if isinstance(node, ast.SelectStmt):
             for slot in ("whereClause", "havingClause"):
                 clause = getattr(node, slot)

@@ -76,6 +76,11 @@ def solutions(notebook: Path) -> list[Solution]:
     return found
 
 
+def all_solutions(notebooks_dir: Path = NOTEBOOKS) -> list[Solution]:
+    """Reference solutions of every numbered notebook in ``notebooks_dir``, in course order."""
+    return [s for notebook in sorted(notebooks_dir.glob("[0-9][0-9]-*.ipynb")) for s in solutions(notebook)]
+
+
 def expected_for(conn: psycopg.Connection, spec: dict[str, Any], sql: str) -> dict[str, Any] | None:
     kind = spec.get("kind", "result")
     if kind == "plan":

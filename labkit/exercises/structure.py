@@ -9,18 +9,19 @@ import pglast
 from pglast import ast, enums
 
 
-def _walk(node: Any) -> Iterator[ast.Node]:
+def walk(node: Any) -> Iterator[ast.Node]:
+    """Every node of a pglast tree (or list of trees), depth first."""
     if isinstance(node, (list, tuple)):
         for item in node:
-            yield from _walk(item)
+            yield from walk(item)
     elif isinstance(node, ast.Node):
         yield node
         for name in type(node).__slots__:
-            yield from _walk(getattr(node, name, None))
+            yield from walk(getattr(node, name, None))
 
 
 def nodes(sql: str) -> list[ast.Node]:
-    return list(_walk(pglast.parse_sql(sql)))
+    return list(walk(pglast.parse_sql(sql)))
 
 
 def _has(sql: str, predicate: Any) -> bool:

@@ -72,8 +72,8 @@ def exercises_for(submissions: Iterable[Submission], only: list[str] | None = No
     of each notebook any submission answers."""
     known = checker.specs()
     if only:
-        chosen = [e for e in known if any(e == o or e.split(".")[0] == o.zfill(2) for o in only)]
-        unknown = [o for o in only if not any(e == o or e.split(".")[0] == o.zfill(2) for e in known)]
+        chosen = [e for e in known if checker.selected(e, only)]
+        unknown = [o for o in only if not any(checker.selected(e, [o]) for e in known)]
         if unknown:
             raise KeyError(f"No exercise or notebook {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     else:

@@ -24,7 +24,7 @@ def prepare(info: ConnectionInfo, seed: int, *, scale: float = 0.5, progress: bo
 
 def expected_specs(info: ConnectionInfo, solutions_dir: Path, exercises: list[str]) -> dict[str, dict[str, Any]]:
     """Each exercise's spec with the expected fingerprint computed on the hidden dataset."""
-    references = {s.exercise: s for nb in sorted(solutions_dir.glob("[0-9][0-9]-*.ipynb")) for s in refresh.solutions(nb)}
+    references = {s.exercise: s for s in refresh.all_solutions(solutions_dir)}
     missing = [e for e in exercises if e not in references and checker.spec(e).get("kind", "result") != "plan"]
     if missing:
         raise FileNotFoundError(

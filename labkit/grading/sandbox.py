@@ -8,10 +8,8 @@ afterwards leaves the server as it was.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -92,16 +90,6 @@ def drop(admin_info: ConnectionInfo, name: str) -> None:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
-
-
-@contextlib.contextmanager
-def sandbox(admin_info: ConnectionInfo, template: str, *, statement_timeout: str = "10s") -> Iterator[Sandbox]:
-    """``create`` … ``drop``, whatever happens in between."""
-    box = create(admin_info, template, statement_timeout=statement_timeout)
-    try:
-        yield box
-    finally:
-        drop(admin_info, box.dbname)
 
 
 def terminate(admin_info: ConnectionInfo, box: Sandbox) -> None:
