@@ -90,8 +90,13 @@ def _kill_postmaster(state: Path) -> int:
 
 @contextlib.contextmanager
 def _listening(port: int | None = None, host: str = "127.0.0.1") -> Iterator[int]:
-    """Another program listening on ``port`` (any free one if None) while the block runs."""
+    """Another program listening on ``port`` (any free one if None) while the block runs.
+
+    SO_REUSEADDR lets it take a port whose old connections still linger in TIME_WAIT after
+    ``labkit down``, exactly as PostgreSQL itself would; a live listener still blocks both.
+    """
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port or 0))
         sock.listen()
         yield int(sock.getsockname()[1])
