@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from labkit import schema
+from labkit import bulkload, schema
 from labkit.data import generate, words
 from labkit.errors import LabkitError
 from labkit.servers.base import ConnectionInfo
@@ -21,7 +21,6 @@ from labkit.servers.base import ConnectionInfo
 SHOP_DB = "shop"
 TEMPLATE_DB = "shop_template"
 LOADING_DB = "shop_loading"
-COPY_CHUNK = 1 << 20
 
 
 class ShopError(LabkitError):
@@ -111,25 +110,20 @@ def _build(info: ConnectionInfo, dbname: str, *, seed: int, scale: float, progre
     shop = generate.Shop(seed, scale)
     p = words.params()
     with info.connect(dbname) as conn:
+        schema.apply_schema(conn)
+    bar = tqdm(desc="loading the shop", unit=" rows", disable=not progress, file=sys.stderr, leave=False)
+    # products comes twice from the generator: first empty, then once stock is known
+    tables = (t for t in shop.tables() if t.lines or t.table != "products")
+    loaded = bulkload.load_tables(info, dbname, tables, on_rows=bar.update)
+    with info.connect(dbname) as conn:
         conn.execute("SET synchronous_commit = off")
         conn.execute("SET maintenance_work_mem = '256MB'")
-        schema.apply_schema(conn)
-        total = 0
-        bar = tqdm(desc="loading the shop", unit=" rows", disable=not progress, file=sys.stderr, leave=False)
-        tables = []
-        for table in shop.tables():
-            if table.table == "products" and not table.lines:
-                continue  # the generator emits products once stock is known
-            tables.append(table)
-            _copy(conn, table)
-            total += len(table.lines)
-            bar.update(len(table.lines))
         bar.set_description("indexes and keys")
         schema.finish_schema(conn)
         conn.execute(
             "INSERT INTO labkit_meta (key, value) VALUES ('as_of', %s), ('seed', %s), ('scale', %s), ('data_checksum', %s) "
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            [p["as_of"], str(seed), f"{scale:g}", generate.checksum(tables)],
+            [p["as_of"], str(seed), f"{scale:g}", loaded.checksum],
         )
         for name in ("user_events", "events", "logs", "audit_log"):
             conn.execute(
@@ -138,23 +132,10 @@ def _build(info: ConnectionInfo, dbname: str, *, seed: int, scale: float, progre
                 )
             )
         conn.execute(sql.SQL("ALTER DATABASE {} SET timezone = 'UTC'").format(sql.Identifier(dbname)))
-    # A fresh session for VACUUM: in the loading session some pages stayed not all-visible,
-    # which changes index-only-scan costs (and so plans) from one load to the next.
     bar.set_description("vacuum analyze")
-    with info.connect(dbname) as conn:
-        conn.execute("VACUUM (FREEZE, ANALYZE)")
+    bulkload.vacuum_analyze(info, dbname)
     bar.close()
-    return total
-
-
-def _copy(conn: psycopg.Connection, table: generate.TableData) -> None:
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table.table), sql.SQL(", ").join(map(sql.Identifier, table.columns))
-    )
-    payload = table.payload()
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        for offset in range(0, len(payload), COPY_CHUNK):
-            copy.write(payload[offset : offset + COPY_CHUNK])
+    return loaded.total
 
 
 def reset(info: ConnectionInfo) -> float:

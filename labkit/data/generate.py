@@ -19,6 +19,8 @@ from labkit.data.prng import Stream
 
 DAY = 86_400
 NUMERIC_POSTAL = {"US", "DE", "FR", "ES", "IT", "JP", "IN", "MX", "BR", "AU", "SE", "DK"}
+NULL = r"\N"  # NULL in the COPY text format
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ def cents(values: np.ndarray) -> list[str]:
 
 def js(value: object) -> str:
     """A JSON document as a COPY text field (backslashes escaped)."""
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": ")).replace("\\", "\\\\")
+    return _JSON.encode(value).replace("\\", "\\\\")
 
 
 def pg_array(items: list[str]) -> str:
@@ -106,13 +108,13 @@ class Shop:
     # -- tables ---------------------------------------------------------------------------
     def tables(self) -> Iterator[TableData]:
         yield self.categories()
+        yield self.logs()  # the biggest and independent: its COPY overlaps generating the rest
         yield self.users()
         yield self.products()
         yield from self.orders_and_items()
-        yield self.inventory()
         yield self.user_events()
+        yield self.inventory()
         yield self.events()
-        yield self.logs()
         yield self.audit_log()
 
     def categories(self) -> TableData:
@@ -425,18 +427,19 @@ class Shop:
         product = s.integers(0, len(self.product_ids) - 1, len(created))
         terms = words.words("interests.txt")
         term = s.integers(0, len(terms) - 1, len(created))
-        created_txt = ts(created)
         users = self.user_ids
+        skus = [meta[0] for meta in self.product_meta]
         lines = []
-        for j in range(len(created)):
-            k = kinds[int(kind[j])]
+        columns = zip(who[session_of].tolist(), kind.tolist(), ts(created), product.tolist(), term.tolist(), strict=True)
+        for u, kd, created_txt, pr, tm in columns:
+            k = kinds[kd]
             if k in ("product_view", "add_to_cart"):
-                props = f'{{"sku": "{self.product_meta[int(product[j])][0]}"}}'
+                props = f'{{"sku": "{skus[pr]}"}}'
             elif k == "search":
-                props = f'{{"query": "{terms[int(term[j])]}"}}'
+                props = f'{{"query": "{terms[tm]}"}}'
             else:
                 props = "{}"
-            lines.append(f"{users[int(who[session_of[j]])]}\t{k}\t{created_txt[j]}\t{props}")
+            lines.append(f"{users[u]}\t{k}\t{created_txt}\t{props}")
         return TableData("user_events", ("user_id", "event_type", "created_at", "properties"), lines)
 
     def events(self) -> TableData:
@@ -447,13 +450,14 @@ class Shop:
         start = np.sort(s.integers(self.start, self.as_of - DAY, n))
         span = {"sale": (DAY, 3 * DAY), "webinar": (3600, 2 * 3600), "maintenance": (2 * 3600, 8 * 3600), "promotion": (5 * DAY, 10 * DAY)}
         draws = s.u64(n)
-        start_txt = ts(start)
+        kinds = [templates[i][0] for i in pick.tolist()]
+        low = np.array([span[k][0] for k in kinds], dtype=np.int64)
+        high = np.array([span[k][1] for k in kinds], dtype=np.int64)
+        end = start + low + (draws % (high - low + 1).astype(np.uint64)).astype(np.int64)
         lines = []
-        for i in range(n):
-            kind, template = templates[int(pick[i])]
-            low, high = span[kind]
-            end = int(start[i]) + low + int(draws[i] % np.uint64(high - low + 1))
-            lines.append(f"{template.replace('{n}', str(i + 1))}\t{kind}\t{start_txt[i]}\t{ts(np.array([end]))[0]}")
+        for i, (p, start_txt, end_txt) in enumerate(zip(pick.tolist(), ts(start), ts(end), strict=True)):
+            kind, template = templates[p]
+            lines.append(f"{template.replace('{n}', str(i + 1))}\t{kind}\t{start_txt}\t{end_txt}")
         return TableData("events", ("name", "kind", "start_time", "end_time"), lines)
 
     def logs(self) -> TableData:
@@ -470,14 +474,13 @@ class Shop:
         number = s.integers(1, 99_999, n)
         duration = s.integers(0, 44, n) ** 2 + s.integers(1, 9, n)
         no_duration = s.per_mille(lp["no_duration_per_mille"], n)
-        created_txt = ts(created)
         levels = lp["levels"]
+        choices = [by_level[name] for name in levels]
         lines = []
-        for i in range(n):
-            name = levels[int(level[i])]
-            service, _, message = by_level[name][int(pick[i]) % len(by_level[name])]
-            dur = r"\N" if no_duration[i] else str(duration[i])
-            lines.append(f"{created_txt[i]}\t{name}\t{service}\t{message.replace('{n}', str(number[i]))}\t{dur}")
+        columns = zip(ts(created), level.tolist(), pick.tolist(), number.tolist(), duration.tolist(), no_duration.tolist(), strict=True)
+        for created_txt, lv, pk, num, dur, missing in columns:
+            service, _, message = choices[lv][pk % len(choices[lv])]
+            lines.append(f"{created_txt}\t{levels[lv]}\t{service}\t{message.replace('{n}', str(num))}\t{NULL if missing else dur}")
         return TableData("logs", ("created_at", "level", "service", "message", "duration_ms"), lines)
 
     def audit_log(self) -> TableData:

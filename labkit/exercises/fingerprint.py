@@ -72,5 +72,25 @@ def fingerprint(columns: list[str], rows: list[tuple[Any, ...]], salt: str, deci
     return Fingerprint([c.lower() for c in columns], row_hashes, column_sets, cells)
 
 
+def canonical(fp: Fingerprint, order: str | list[str] = "any") -> Fingerprint:
+    """The same fingerprint with every order the check ignores made canonical.
+
+    Unordered results are sorted by row hash; results ordered by some keys keep the key order
+    but sort rows that tie on those keys. So an expected result stored once does not go stale
+    when another plan returns ties in another order.
+    """
+    if order == "all":
+        return fp
+    keys = [] if order == "any" else [fp.columns.index(k.lower()) for k in order]
+    run, runs, previous = 0, [], None
+    for cells in fp.cells:  # a run: consecutive rows with equal keys
+        key = tuple(cells[k] for k in keys)
+        run += key != previous and previous is not None
+        runs.append(run)
+        previous = key
+    index = sorted(range(len(fp.rows)), key=lambda i: (runs[i], fp.rows[i]))
+    return Fingerprint(fp.columns, [fp.rows[i] for i in index], fp.column_sets, [fp.cells[i] for i in index])
+
+
 def same_multiset(a: list[str], b: list[str]) -> bool:
     return Counter(a) == Counter(b)

@@ -20,7 +20,7 @@ import nbformat
 import psycopg
 
 from labkit.exercises import checker as checking
-from labkit.exercises.fingerprint import fingerprint
+from labkit.exercises.fingerprint import canonical, fingerprint
 
 POLICY_KEYS = (
     "title",
@@ -89,7 +89,7 @@ def expected_for(conn: psycopg.Connection, spec: dict[str, Any], sql: str) -> di
         columns, rows = checking._state(conn, sql, spec["state_sql"])
     else:
         columns, rows = checking.run_query(conn, sql, read_only=spec.get("read_only", True))
-    return fingerprint(columns, rows, spec["salt"], spec.get("decimals", 2)).to_json()
+    return canonical(fingerprint(columns, rows, spec["salt"], spec.get("decimals", 2)), spec.get("order", "any")).to_json()
 
 
 def refresh(conn: psycopg.Connection, notebooks_dir: Path = NOTEBOOKS, spec_dir: Path = checking.SPEC_DIR) -> list[str]:
