@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from labkit.exercises import checker, refresh
+from labkit.exercises.fingerprint import canonical, fingerprint
 from labkit.servers.base import ConnectionInfo
 
 SOLUTIONS = refresh.all_solutions()
@@ -34,3 +35,17 @@ def test_reference_passes_and_wrong_answers_fail(solution: refresh.Solution, sho
         reference = solution.sql.strip().rstrip(";")
         for wrong in (f"SELECT * FROM ({reference}) AS s WHERE false", f"SELECT * FROM ({reference}) AS s OFFSET 1"):
             assert not checker.evaluate(conn, solution.exercise, wrong).passed, wrong
+
+
+def test_canonical_fingerprint_ignores_only_the_order_the_check_ignores() -> None:
+    rows = [(3, "ann"), (3, "bob"), (1, "cy")]
+    swapped_ties = [(3, "bob"), (3, "ann"), (1, "cy")]
+    reversed_keys = [(1, "cy"), (3, "ann"), (3, "bob")]
+
+    def canon(result: list[tuple[int, str]], order: str | list[str]) -> list[str]:
+        return canonical(fingerprint(["orders", "username"], result, "salt"), order).rows
+
+    assert canon(rows, ["orders"]) == canon(swapped_ties, ["orders"])
+    assert canon(rows, ["orders"]) != canon(reversed_keys, ["orders"])  # the key order still counts
+    assert canon(rows, "any") == canon(reversed_keys, "any")
+    assert canon(rows, "all") != canon(swapped_ties, "all")
