@@ -1,7 +1,10 @@
 """Loading and resetting the shop, side by side with PostgreSQL's own references.
 
 - load: rows per second of `labkit load` (generate, COPY, keys, indexes, VACUUM ANALYZE) vs
-  `pgbench -i` (generate, COPY, VACUUM, primary keys) at a similar row count;
+  `pgbench -i` (generate, COPY, VACUUM, primary keys) at a similar row count, plus two floors for
+  the same rows (generating them; a bare COPY FREEZE into tables without keys or indexes) that show
+  how much of the gap is the data itself (wide rows, JSONB, composites, full-text columns) rather
+  than the loader;
 - reset: `labkit reset` (drop + clone from the template) vs a bare
   `CREATE DATABASE … TEMPLATE shop_template STRATEGY FILE_COPY`.
 
@@ -19,8 +22,9 @@ import statistics
 import subprocess
 import time
 
-from labkit import runtime, shopdb
+from labkit import bulkload, runtime, shopdb
 from labkit.config import Settings
+from labkit.data import generate
 from labkit.servers.base import ConnectionInfo
 
 PGBENCH_ROWS_PER_SCALE = 100_000 + 10 + 1
@@ -59,6 +63,30 @@ def time_load(info: ConnectionInfo, scale: float) -> tuple[float, int]:
     return elapsed, int(rows)
 
 
+def time_floors(info: ConnectionInfo, scale: float) -> tuple[float, float]:
+    """Two floors of any load of these rows: generating them (no database), and a bare COPY FREEZE of
+    the generated text into column-for-column copies of the tables without keys, indexes,
+    constraints or generated columns (one connection, generation excluded)."""
+    started = time.perf_counter()
+    tables = generate.generate(scale=scale)
+    generating = time.perf_counter() - started
+    with info.connect() as conn:
+        conn.execute("DROP DATABASE IF EXISTS bench_floor WITH (FORCE)")
+        conn.execute("CREATE DATABASE bench_floor TEMPLATE shop_template")
+    with info.connect("bench_floor") as conn:
+        for t in tables:
+            columns = ", ".join(f'"{c}"' for c in t.columns)
+            conn.execute(f'CREATE TABLE IF NOT EXISTS "bare_{t.table}" AS SELECT {columns} FROM "{t.table}" WITH NO DATA')
+        payloads = [(generate.TableData(f"bare_{t.table}", t.columns, t.lines), t.payload()) for t in tables]
+        started = time.perf_counter()
+        for table, payload in payloads:
+            bulkload.copy_table(conn, table, payload, freeze=True)
+        copying = time.perf_counter() - started
+    with info.connect() as conn:
+        conn.execute("DROP DATABASE bench_floor WITH (FORCE)")
+    return generating, copying
+
+
 def time_bare_clone(info: ConnectionInfo) -> float:
     with info.connect() as conn:
         conn.execute("DROP DATABASE IF EXISTS bench_clone WITH (FORCE)")
@@ -94,6 +122,9 @@ def main() -> None:
     print(f"load   labkit scale {args.scale:g}: {rows:,} rows in {median(loads):.2f} s → {ours:,.0f} rows/s")
     print(f"       pgbench -i -s {pg_scale}: {pg_rows:,} rows in {median(pgbenches):.2f} s → {theirs:,.0f} rows/s")
     print(f"       ratio labkit/pgbench rows/s: {ours / theirs:.2f}×   (target ≥ 1.0×)")
+    generating, copying = time_floors(info, args.scale)
+    print(f"       floors for the same rows: generating them {generating:.2f} s; a bare COPY FREEZE into tables "
+          f"without keys or indexes {copying:.2f} s → {rows / copying:,.0f} rows/s ({rows / copying / theirs:.2f}× pgbench)")
 
     resets, clones = [], []
     for _ in range(max(5, args.runs)):
