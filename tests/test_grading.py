@@ -237,6 +237,24 @@ def test_gradebook_feedback_and_summary(graded, tmp_path: Path, references: dict
     assert summary["03.1"].passed == 4 and summary["03.1"].students == len(ordered)  # correct, released, partial, python-tricks
 
 
+def test_a_server_side_failure_is_reported_not_scored(shop: ConnectionInfo, submissions: Path, tmp_path: Path) -> None:
+    with shop.connect() as conn:  # the hidden dataset the options ask for is not there: every sandbox fails
+        conn.execute(f"DROP DATABASE IF EXISTS {hidden.HIDDEN_DB} WITH (FORCE)")
+    chosen = [s for s in submission.collect(submissions) if s.student == "correct"]
+    options = grader.Options(statement_timeout=5.0, points={"00.2": 3}, hidden_specs={})
+    [result] = grader.grade_all(shop, chosen, ["00.1", "00.2"], options, progress=False)
+    assert not result.graded
+    assert result.max_points == 4  # the instructor's --points still count
+    assert any("server side" in p and hidden.HIDDEN_DB in p for p in result.problems)
+    gradebook.write_csv(tmp_path / "grades.csv", [result], ["00.1", "00.2"])
+    row = (tmp_path / "grades.csv").read_text().splitlines()[1].split(",")
+    assert row[:6] == ["correct", "", "", "0", "4", "0.0"]  # blank cells: not graded, not zero points
+    assert "Not graded" in gradebook.feedback_text(result, ["00.1", "00.2"])
+    assert gradebook.summarise([result], ["00.1"])[0].students == 0  # kept out of the pass rates
+    with shop.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE %s", [sandbox.PREFIX + "%"]).fetchone() == (0,)
+
+
 def test_hidden_dataset_catches_hard_coded_answers(shop: ConnectionInfo, submissions: Path) -> None:
     hidden.prepare(shop, 20261125, scale=0.1, progress=False)
     exercises = ["00.1", "00.2"]

@@ -35,8 +35,8 @@ def write_csv(path: Path, results: list[SubmissionGrade], exercises: list[str]) 
         writer = csv.writer(handle)
         writer.writerow(["student", *exercises, "total", "max", "percent", "problems"])
         for result in results:
-            row = [_points(result.grades[e].points) if e in result.grades else "" for e in exercises]
-            maximum = sum(float(checker.spec(e).get("points", 1)) for e in exercises) if not result.grades else result.max_points
+            row = [_points(result.grades[e].points) if result.graded and e in result.grades else "" for e in exercises]
+            maximum = result.max_points
             percent = f"{100 * result.total / maximum:.1f}" if maximum else "0.0"
             writer.writerow([result.student, *row, _points(result.total), _points(maximum), percent, " | ".join(result.problems)])
 
@@ -74,6 +74,7 @@ def write_feedback(folder: Path, results: list[SubmissionGrade], exercises: list
 def summarise(results: list[SubmissionGrade], exercises: list[str]) -> list[ExerciseSummary]:
     """Per exercise: how many answered and passed (a low pass rate may mean an unclear task)."""
     summary = []
+    results = [r for r in results if r.graded]  # a server failure says nothing about the task
     for exercise in exercises:
         grades = [r.grades[exercise] for r in results if exercise in r.grades]
         answered = sum(1 for g in grades if not g.feedback or not g.feedback[0].startswith(("No answer", "Not answered")))

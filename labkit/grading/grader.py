@@ -38,6 +38,9 @@ class Options:
     points: dict[str, float] = field(default_factory=dict)  # overrides the specs' points
     hidden_specs: dict[str, dict[str, Any]] | None = None  # from hidden.expected_specs
 
+    def max_points(self, exercise: str) -> float:
+        return float(self.points.get(exercise, checker.spec(exercise).get("points", 1)))
+
 
 @dataclass
 class ExerciseGrade:
@@ -57,6 +60,7 @@ class SubmissionGrade:
     grades: dict[str, ExerciseGrade]
     problems: list[str]
     seconds: float
+    graded: bool = True  # False: the server failed while grading; the points say nothing about the learner
 
     @property
     def total(self) -> float:
@@ -150,13 +154,21 @@ def grade_submission(admin: ConnectionInfo, submission: Submission, exercises: l
             for key, template in templates.items():
                 boxes[key] = sandbox.create(admin, template, statement_timeout=f"{int(options.statement_timeout * 1000)}ms")
         for exercise in exercises:
-            max_points = float(options.points.get(exercise, checker.spec(exercise).get("points", 1)))
+            max_points = options.max_points(exercise)
             feedback = _grade_answer(admin, boxes, exercise, submission.answers.get(exercise), options, deadline)
             grades[exercise] = ExerciseGrade(exercise, 0.0 if feedback else max_points, max_points, feedback)
     finally:
         for box in boxes.values():
             sandbox.drop(admin, box.dbname)
     return SubmissionGrade(submission.student, grades, list(submission.problems), time.monotonic() - started)
+
+
+def _not_graded(submission: Submission, exercises: list[str], options: Options, error: Exception) -> SubmissionGrade:
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    reason = f"Grading failed on the server side ({type(error).__name__}: {first_line})"
+    note = [f"Not graded: {reason}. Your instructor will grade it again."]
+    grades = {e: ExerciseGrade(e, 0.0, options.max_points(e), note) for e in exercises}
+    return SubmissionGrade(submission.student, grades, [*submission.problems, reason], 0.0, graded=False)
 
 
 def grade_all(admin: ConnectionInfo, submissions: list[Submission], exercises: list[str], options: Options,
@@ -176,8 +188,6 @@ def grade_all(admin: ConnectionInfo, submissions: list[Submission], exercises: l
             try:
                 results[submission.student] = future.result()
             except Exception as exc:  # the server failed us, not the learner: say so in their row
-                results[submission.student] = SubmissionGrade(
-                    submission.student, {}, [*submission.problems, f"Grading failed on the server side: {exc}"], 0.0
-                )
+                results[submission.student] = _not_graded(submission, exercises, options, exc)
             bar.update(1)
     return [results[s.student] for s in submissions]
