@@ -35,6 +35,19 @@ def test_each_mutant_makes_one_mistake_on_the_parse_tree() -> None:
     assert all(m.sql != QUERY for m in found)  # … and each differs from the original
 
 
+def test_no_left_join_mutant_where_the_where_clause_makes_it_inner_anyway() -> None:
+    def made_left(sql: str) -> bool:
+        return any(m.description == "INNER JOIN made LEFT" for m in mutants.mutants(sql))
+
+    join = "SELECT o.order_number FROM orders o JOIN users u ON u.id = o.user_id"
+    assert made_left(join)
+    assert not made_left(join + " WHERE u.username = 'ann'")  # NULL = 'ann' is never true: still inner
+    assert not made_left(join + " WHERE o.status <> 'cancelled' AND u.id::text IN ('a', 'b')")
+    assert made_left(join + " WHERE coalesce(u.username, 'ann') = 'ann'")  # not strict: LEFT would differ
+    assert made_left(join + " WHERE o.status <> 'cancelled'")  # a filter on the other side only
+    assert made_left(join + " WHERE u.username = 'ann' OR o.status = 'pending'")  # not a top-level condition
+
+
 def test_a_weak_policy_lets_a_mutant_through_and_a_strict_one_does_not(shop: ConnectionInfo) -> None:
     reference = "SELECT status, count(*) AS orders FROM orders GROUP BY status ORDER BY orders DESC"
     strict = checker.spec("00.2")  # the rows must come in order of 'orders'

@@ -52,9 +52,51 @@ def _drop_term(owner: ast.Node, slot: str, index: int | None) -> str:
     return f"condition {index + 1} of the {'WHERE' if slot == 'whereClause' else 'HAVING'} clause left out"
 
 
+def _joins(items: Any) -> Any:
+    """The JoinExpr nodes of a FROM list's join trees (not of subqueries)."""
+    for item in items or ():
+        if isinstance(item, ast.JoinExpr):
+            yield item
+            yield from _joins((item.larg, item.rarg))
+
+
+def _name(item: Any) -> str | None:
+    if isinstance(item, ast.RangeVar):
+        return item.alias.aliasname if item.alias else item.relname
+    if isinstance(item, ast.RangeSubselect) and item.alias:
+        return str(item.alias.aliasname)
+    return None
+
+
+def _column_of(expr: Any) -> str | None:
+    """The table a plain column reference (maybe cast) is qualified with: ``u.name``, ``u.id::text``."""
+    while isinstance(expr, ast.TypeCast):
+        expr = expr.arg
+    if isinstance(expr, ast.ColumnRef) and len(expr.fields) == 2 and isinstance(expr.fields[0], ast.String):
+        return str(expr.fields[0].sval)
+    return None
+
+
+def _reduced_joins(tree: Any) -> set[int]:
+    """Inner joins that a LEFT JOIN would not change: a top-level WHERE condition compares a column of
+    the right side with an operator or IN, which is false for the NULLs an outer join adds, so
+    PostgreSQL itself reduces such a LEFT JOIN to an inner one. Mutating them finds nothing."""
+    reduced = set()
+    for select in walk(tree):
+        if not isinstance(select, ast.SelectStmt) or select.whereClause is None:
+            continue
+        where = select.whereClause
+        terms = where.args if isinstance(where, ast.BoolExpr) and where.boolop == enums.BoolExprType.AND_EXPR else (where,)
+        strict = enums.A_Expr_Kind.AEXPR_OP, enums.A_Expr_Kind.AEXPR_IN
+        filtered = {_column_of(side) for t in terms if isinstance(t, ast.A_Expr) and t.kind in strict for side in (t.lexpr, t.rexpr)}
+        reduced |= {id(join) for join in _joins(select.fromClause) if _name(join.rarg) in filtered}
+    return reduced
+
+
 def _sites(tree: Any) -> list[Mutation]:
     """Every single-mistake mutation of ``tree`` (closures over its nodes, applied one at a time)."""
     sites: list[Mutation] = []
+    reduced = _reduced_joins(tree)
     for node in walk(tree):
         if isinstance(node, ast.SelectStmt):
             for slot in ("whereClause", "havingClause"):
@@ -80,7 +122,7 @@ def _sites(tree: Any) -> list[Mutation]:
         elif isinstance(node, ast.JoinExpr) and node.quals is not None:
             if node.jointype == enums.JoinType.JOIN_LEFT:
                 sites.append(lambda n=node: (setattr(n, "jointype", enums.JoinType.JOIN_INNER), "LEFT JOIN made INNER")[1])
-            elif node.jointype == enums.JoinType.JOIN_INNER:
+            elif node.jointype == enums.JoinType.JOIN_INNER and id(node) not in reduced:
                 sites.append(lambda n=node: (setattr(n, "jointype", enums.JoinType.JOIN_LEFT), "INNER JOIN made LEFT")[1])
         elif isinstance(node, ast.A_Expr) and node.kind == enums.A_Expr_Kind.AEXPR_OP and len(node.name) == 1:
             op = node.name[0].sval
