@@ -36,8 +36,8 @@ class LoadResult:
         return sum(self.rows.values())
 
 
-def copy_table(conn: psycopg.Connection, table: TableData, payload: bytes, *, freeze: bool) -> None:
-    """Replace ``table``'s rows with ``payload`` (COPY text format) in one transaction."""
+def copy_table(conn: psycopg.Connection, table: TableData, payload: bytes | list[bytes], *, freeze: bool) -> None:
+    """Replace ``table``'s rows with ``payload`` (COPY text format, maybe in pieces) in one transaction."""
     target = sql.Identifier(table.table)
     columns = sql.SQL(", ").join(map(sql.Identifier, table.columns))
     options = sql.SQL(" (FREEZE)") if freeze else sql.SQL("")
@@ -45,8 +45,9 @@ def copy_table(conn: psycopg.Connection, table: TableData, payload: bytes, *, fr
         if freeze:
             conn.execute(sql.SQL("TRUNCATE {}").format(target))
         with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN{}").format(target, columns, options)) as copy:
-            for offset in range(0, len(payload), COPY_CHUNK):
-                copy.write(payload[offset : offset + COPY_CHUNK])
+            for piece in [payload] if isinstance(payload, bytes) else payload:
+                for offset in range(0, len(piece), COPY_CHUNK):
+                    copy.write(piece[offset : offset + COPY_CHUNK])
 
 
 def _partitioned(info: ConnectionInfo, dbname: str) -> set[str]:
@@ -69,7 +70,7 @@ def load_tables(
     The first error, in the generator or in any COPY, stops the load and is raised here.
     """
     partitioned = _partitioned(info, dbname)
-    work: queue.Queue[tuple[TableData, bytes] | None] = queue.Queue(maxsize=workers)
+    work: queue.Queue[tuple[TableData, int, list[bytes]] | None] = queue.Queue(maxsize=workers)
     errors: list[BaseException] = []
     failed = threading.Event()
 
@@ -80,9 +81,9 @@ def load_tables(
                     conn.execute(statement)  # type: ignore[arg-type]
                 while (item := work.get()) is not None:
                     if not failed.is_set():
-                        table, payload = item
+                        table, rows, payload = item
                         copy_table(conn, table, payload, freeze=table.table not in partitioned)
-                        on_rows(len(table.lines))
+                        on_rows(rows)
         except BaseException as exc:  # handed to the caller below
             errors.append(exc)
             failed.set()
@@ -98,11 +99,14 @@ def load_tables(
         for table in tables:
             if failed.is_set():
                 break
-            payload = table.payload()
+            payload = list(table.chunks())
             digest.update(table.table.encode() + b"\0" + ",".join(table.columns).encode() + b"\0")
-            digest.update(payload)
+            for piece in payload:
+                digest.update(piece)
             result.rows[table.table] = len(table.lines)
-            work.put((table, payload))
+            # only the COPY text travels on: the row strings are freed while it loads
+            work.put((TableData(table.table, table.columns, []), len(table.lines), payload))
+            del table
     except BaseException as exc:
         errors.append(exc)
         failed.set()

@@ -32,17 +32,31 @@ class TableData:
     lines: list[str]
 
     def payload(self) -> bytes:
-        return ("\n".join(self.lines) + "\n").encode() if self.lines else b""
+        return b"".join(self.chunks())
+
+    def chunks(self, lines: int = 1 << 16) -> Iterator[bytes]:
+        """The COPY text in pieces of ``lines`` rows (never the whole table as one more string)."""
+        for start in range(0, len(self.lines), lines):
+            yield ("\n".join(self.lines[start : start + lines]) + "\n").encode()
 
 
 def epoch(day: str) -> int:
     return int(datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=UTC).timestamp())
 
 
+def blocks(n: int, size: int = 1 << 16) -> Iterator[slice]:
+    """Slices over ``n`` rows: big tables turn numpy columns into Python values a block at a time."""
+    for start in range(0, n, size):
+        yield slice(start, start + size)
+
+
 def ts(seconds: np.ndarray) -> list[str]:
     """Epoch seconds → 'YYYY-MM-DD HH:MM:SS+00'."""
-    text = np.datetime_as_string(seconds.astype("datetime64[s]"), unit="s")
-    return [t.replace("T", " ") + "+00" for t in text.tolist()]
+    out: list[str] = []
+    for b in blocks(len(seconds)):
+        text = np.datetime_as_string(seconds[b].astype("datetime64[s]"), unit="s").tolist()
+        out += [t.replace("T", " ") + "+00" for t in text]
+    return out
 
 
 def ts_or_null(seconds: np.ndarray, present: np.ndarray) -> list[str]:
@@ -430,16 +444,17 @@ class Shop:
         users = self.user_ids
         skus = [meta[0] for meta in self.product_meta]
         lines = []
-        columns = zip(who[session_of].tolist(), kind.tolist(), ts(created), product.tolist(), term.tolist(), strict=True)
-        for u, kd, created_txt, pr, tm in columns:
-            k = kinds[kd]
-            if k in ("product_view", "add_to_cart"):
-                props = f'{{"sku": "{skus[pr]}"}}'
-            elif k == "search":
-                props = f'{{"query": "{terms[tm]}"}}'
-            else:
-                props = "{}"
-            lines.append(f"{users[u]}\t{k}\t{created_txt}\t{props}")
+        for b in blocks(len(created)):
+            columns = zip(who[session_of[b]].tolist(), kind[b].tolist(), ts(created[b]), product[b].tolist(), term[b].tolist(), strict=True)
+            for u, kd, created_txt, pr, tm in columns:
+                k = kinds[kd]
+                if k in ("product_view", "add_to_cart"):
+                    props = f'{{"sku": "{skus[pr]}"}}'
+                elif k == "search":
+                    props = f'{{"query": "{terms[tm]}"}}'
+                else:
+                    props = "{}"
+                lines.append(f"{users[u]}\t{k}\t{created_txt}\t{props}")
         return TableData("user_events", ("user_id", "event_type", "created_at", "properties"), lines)
 
     def events(self) -> TableData:
@@ -477,10 +492,11 @@ class Shop:
         levels = lp["levels"]
         choices = [by_level[name] for name in levels]
         lines = []
-        columns = zip(ts(created), level.tolist(), pick.tolist(), number.tolist(), duration.tolist(), no_duration.tolist(), strict=True)
-        for created_txt, lv, pk, num, dur, missing in columns:
-            service, _, message = choices[lv][pk % len(choices[lv])]
-            lines.append(f"{created_txt}\t{levels[lv]}\t{service}\t{message.replace('{n}', str(num))}\t{NULL if missing else dur}")
+        for b in blocks(n):
+            columns = zip(ts(created[b]), *(a[b].tolist() for a in (level, pick, number, duration, no_duration)), strict=True)
+            for created_txt, lv, pk, num, dur, missing in columns:
+                service, _, message = choices[lv][pk % len(choices[lv])]
+                lines.append(f"{created_txt}\t{levels[lv]}\t{service}\t{message.replace('{n}', str(num))}\t{NULL if missing else dur}")
         return TableData("logs", ("created_at", "level", "service", "message", "duration_ms"), lines)
 
     def audit_log(self) -> TableData:
