@@ -180,7 +180,7 @@ def cmd_exercises(args: argparse.Namespace) -> int:
 
     info = _running(_settings(args))
     if args.action == "mutants":
-        return _mutants(info, args.only)
+        return _mutants(info, args.only, args.hidden_seed, args.hidden_scale)
     with info.connect(SHOP_DB) as conn:
         if args.action == "refresh":
             written = refresh.refresh(conn)
@@ -193,18 +193,25 @@ def cmd_exercises(args: argparse.Namespace) -> int:
     return 0 if not problems else 1
 
 
-def _mutants(info: ConnectionInfo, only: str | None) -> int:
+def _mutants(info: ConnectionInfo, only: str | None, hidden_seed: int | None, hidden_scale: float) -> int:
     from labkit.exercises import checker, mutants, refresh
+    from labkit.grading import hidden
 
     wanted = [o for o in (only or "").split(",") if o]
+    chosen = [
+        s for s in refresh.all_solutions()
+        if (not wanted or checker.selected(s.exercise, wanted))
+        and checker.spec(s.exercise).get("kind", "result") != "plan"  # a plan check is about how, not what
+    ]  # fmt: skip
+    hidden_specs: dict[str, dict[str, object]] = {}
+    if hidden_seed is not None:
+        hidden.prepare(info, hidden_seed, scale=hidden_scale)
+        hidden_specs = hidden.expected_specs(info, refresh.NOTEBOOKS, [s.exercise for s in chosen])
     reports = []
-    with info.connect(SHOP_DB) as conn:
-        for solution in refresh.all_solutions():
-            if wanted and not checker.selected(solution.exercise, wanted):
-                continue
-            if checker.spec(solution.exercise).get("kind", "result") == "plan":
-                continue  # a plan check is about how, not what: its mutants say nothing
-            reports.append(mutants.try_mutants(conn, solution.exercise, solution.sql))
+    with info.connect(SHOP_DB) as conn, info.connect(hidden.HIDDEN_DB if hidden_specs else SHOP_DB) as hidden_conn:
+        for solution in chosen:
+            spec = hidden_specs.get(solution.exercise)
+            reports.append(mutants.try_mutants(conn, solution.exercise, solution.sql, hidden=(hidden_conn, spec) if spec else None))
             print(mutants.report_text(reports[-1:]).splitlines()[0], flush=True)
     print(mutants.report_text(reports))
     return 0
@@ -313,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex = add("exercises", cmd_exercises, "refresh or verify exercise fingerprints; mutation-test the checks")
     ex.add_argument("action", choices=("refresh", "verify", "mutants"), help="mutants: report plausible wrong answers a check would accept")
     ex.add_argument("--only", help="mutants: comma-separated exercises or notebooks, e.g. 03,04.2")
+    ex.add_argument("--hidden-seed", type=int, help="mutants: count a mutant as accepted only if a hidden dataset accepts it too")
+    ex.add_argument("--hidden-scale", type=float, default=0.5, help="mutants: scale of the hidden dataset (default 0.5)")
     grade = add("grade", cmd_grade, "grade a class's submitted notebooks into a CSV gradebook, with feedback per student")
     grade.add_argument("submissions", help="folder with one sub-folder (or STUDENT.ipynb) per student")
     grade.add_argument("--out", default="gradebook.csv", help="the CSV gradebook to write (default: gradebook.csv)")

@@ -63,14 +63,17 @@ def load(
     progress: bool = True,
     force: bool = False,
     target: str = TEMPLATE_DB,
+    boundaries: bool = False,
 ) -> bool:
     """Generate and load the shop into ``target`` (then recreate ``shop`` from it).
 
     Returns False (and does nothing) when the same seed, scale and schema are already loaded,
-    unless ``force``.
+    unless ``force``. ``boundaries`` adds rows on month boundaries (see ``generate.Shop``).
     """
     seed = int(seed if seed is not None else words.params()["seed"])
     wanted = {"seed": str(seed), "scale": f"{scale:g}", "schema_version": schema.schema_version()}
+    if boundaries:
+        wanted["boundaries"] = "true"
     with info.connect() as admin:
         if not force and _exists(admin, target):
             meta = _meta(info, target)
@@ -87,7 +90,7 @@ def load(
         )
     started = time.perf_counter()
     try:
-        rows = _build(info, LOADING_DB, seed=seed, scale=scale, progress=progress)
+        rows = _build(info, LOADING_DB, seed=seed, scale=scale, progress=progress, boundaries=boundaries)
     except BaseException:
         with info.connect() as admin:
             _drop(admin, LOADING_DB)
@@ -103,11 +106,11 @@ def load(
     return True
 
 
-def _build(info: ConnectionInfo, dbname: str, *, seed: int, scale: float, progress: bool) -> int:
+def _build(info: ConnectionInfo, dbname: str, *, seed: int, scale: float, progress: bool, boundaries: bool = False) -> int:
     """Schema → COPY every table → keys, indexes, triggers → ANALYZE. Returns rows loaded."""
     from tqdm import tqdm
 
-    shop = generate.Shop(seed, scale)
+    shop = generate.Shop(seed, scale, boundaries=boundaries)
     p = words.params()
     with info.connect(dbname) as conn:
         schema.apply_schema(conn)
@@ -125,6 +128,8 @@ def _build(info: ConnectionInfo, dbname: str, *, seed: int, scale: float, progre
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             [p["as_of"], str(seed), f"{scale:g}", loaded.checksum],
         )
+        if boundaries:
+            conn.execute("INSERT INTO labkit_meta VALUES ('boundaries', 'true') ON CONFLICT (key) DO UPDATE SET value = 'true'")
         for name in ("user_events", "events", "logs", "audit_log"):
             conn.execute(
                 sql.SQL("SELECT setval(pg_get_serial_sequence({}, 'id'), (SELECT coalesce(max(id), 0) + 1 FROM {}), false)").format(

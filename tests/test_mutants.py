@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from labkit.exercises import checker, mutants
+from labkit.exercises import checker, mutants, refresh
+from labkit.grading import hidden
 from labkit.servers.base import ConnectionInfo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,3 +72,20 @@ def test_mutants_command_reports_every_exercise(shop: ConnectionInfo) -> None:
     total, caught, accepted = map(int, summary.groups())
     assert total == caught + accepted and caught > 0
     assert "mutant(s)" in lines[0]
+
+
+def test_the_hidden_dataset_catches_an_off_by_one_date_bound(shop: ConnectionInfo) -> None:
+    hidden.prepare(shop, 20261125, scale=0.1, progress=False)
+    with shop.connect(hidden.HIDDEN_DB) as conn:  # rows on month boundaries, which the course data has none of
+        assert conn.execute("SELECT count(*) > 0 FROM orders WHERE created_at = date_trunc('month', created_at)").fetchone() == (True,)
+    with shop.connect("shop") as conn:
+        assert conn.execute("SELECT count(*) FROM orders WHERE created_at = date_trunc('month', created_at)").fetchone() == (0,)
+    reference = next(s for s in refresh.all_solutions() if s.exercise == "03.2").sql  # … created_at < '2025-01-01'
+    expected_there = hidden.expected_specs(shop, refresh.NOTEBOOKS, ["03.2"])["03.2"]
+    with shop.connect("shop") as conn, shop.connect(hidden.HIDDEN_DB) as there:
+        public = mutants.try_mutants(conn, "03.2", reference)
+        both = mutants.try_mutants(conn, "03.2", reference, hidden=(there, expected_there))
+    assert "'<' made '<='" in [m.description for m in public.survivors]
+    assert "'<' made '<='" not in [m.description for m in both.survivors]
+    assert both.caught_by_hidden >= 1
+    assert "only by the hidden dataset" in mutants.report_text([both])

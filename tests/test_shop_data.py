@@ -209,3 +209,14 @@ def test_interrupted_load_leaves_the_old_database_intact(server: ConnectionInfo,
 
 
 PINNED_SMALL_CHECKSUM = "a03d922bb27d0167a08624ad5850b0ec4a792d4f62f89596af94b351a97924c0"
+
+
+def test_boundary_rows_only_when_asked() -> None:
+    def at_midnight_on_the_first(tables: list[generate.TableData], table: str, column: int) -> int:
+        lines = next(t for t in tables if t.table == table).lines
+        return sum(line.split("\t")[column].endswith("-01 00:00:00+00") for line in lines)
+
+    plain, edged = generate.generate(scale=SMALL), generate.generate(scale=SMALL, boundaries=True)
+    assert at_midnight_on_the_first(plain, "orders", 10) == 0
+    assert at_midnight_on_the_first(edged, "orders", 10) >= 10  # most of the 18 months
+    assert [len(t.lines) for t in plain] == [len(t.lines) for t in edged]  # the same rows, some moved

@@ -81,9 +81,15 @@ def composite(fields: list[str]) -> str:
 
 
 class Shop:
-    """Generates the shop at ``scale`` from ``seed``; tables come out in load order."""
+    """Generates the shop at ``scale`` from ``seed``; tables come out in load order.
 
-    def __init__(self, seed: int | None = None, scale: float = 1.0) -> None:
+    ``boundaries``: also put one order and one audit entry exactly on each month's first
+    midnight, where ``>=`` and ``>`` (or ``<`` and ``<=``) give different answers. The course
+    data has none; a grading dataset uses them to catch off-by-one date bounds.
+    """
+
+    def __init__(self, seed: int | None = None, scale: float = 1.0, *, boundaries: bool = False) -> None:
+        self.boundaries = boundaries
         self.p = words.params()
         self.seed = int(seed if seed is not None else self.p["seed"])
         self.scale = float(scale)
@@ -118,6 +124,21 @@ class Shop:
 
     def _day_of(self, seconds: np.ndarray) -> np.ndarray:
         return (seconds - self.start) // DAY
+
+    def _on_boundaries(self, seconds: np.ndarray, earliest: np.ndarray | None = None) -> np.ndarray:
+        """With ``boundaries``: per month, the first time on its first day moved to its midnight
+        (if ``earliest`` allows). Otherwise ``seconds`` unchanged."""
+        if not self.boundaries:
+            return seconds
+        moved = seconds.copy()
+        months = np.arange(np.datetime64(self.p["start"], "M"), np.datetime64(self.p["as_of"], "M") + 1)
+        for midnight in months.astype("datetime64[s]").astype(np.int64).tolist():
+            on_day = (moved >= midnight) & (moved < midnight + DAY)
+            if earliest is not None:
+                on_day &= earliest <= midnight
+            if on_day.any():
+                moved[int(np.flatnonzero(on_day)[np.argmin(moved[on_day])])] = midnight
+        return moved
 
     # -- tables ---------------------------------------------------------------------------
     def tables(self) -> Iterator[TableData]:
@@ -297,6 +318,7 @@ class Shop:
         day = s.within(self._day_weights, first_day[owner], last_day[owner])
         created = self._seconds_in_days(s, day)
         created = np.maximum(created, self.user_created[owner] + 60)
+        created = self._on_boundaries(created, earliest=self.user_created[owner] + 60)
         order = np.lexsort((np.arange(n), created))
         owner, created = owner[order], created[order]
         ids = s.uuids(n)
@@ -502,7 +524,7 @@ class Shop:
     def audit_log(self) -> TableData:
         s = self.stream("audit")
         n = self.rows("audit", 30)
-        changed = np.sort(s.integers(self.start, self.as_of - 60, n))
+        changed = np.sort(self._on_boundaries(s.integers(self.start, self.as_of - 60, n)))
         who = s.integers(0, len(self.user_ids) - 1, n)
         anonymous = s.per_mille(300, n)
         inserted = s.per_mille(100, n)
@@ -521,9 +543,9 @@ class Shop:
         return TableData("audit_log", ("table_name", "operation", "user_id", "changed_at", "old_data", "new_data", "query"), lines)
 
 
-def generate(seed: int | None = None, scale: float = 1.0) -> list[TableData]:
+def generate(seed: int | None = None, scale: float = 1.0, *, boundaries: bool = False) -> list[TableData]:
     """All tables in load order (the products placeholder dropped)."""
-    return [t for t in Shop(seed, scale).tables() if t.lines or t.table != "products"]
+    return [t for t in Shop(seed, scale, boundaries=boundaries).tables() if t.lines or t.table != "products"]
 
 
 def checksum(tables: list[TableData]) -> str:

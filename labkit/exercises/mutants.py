@@ -36,6 +36,7 @@ class Report:
     exercise: str
     mutants: int
     survivors: list[Mutant]
+    caught_by_hidden: int = 0  # accepted on the course data, rejected on the hidden dataset
 
     @property
     def killed(self) -> int:
@@ -153,21 +154,39 @@ def mutants(sql: str) -> list[Mutant]:
     return found
 
 
-def try_mutants(conn: psycopg.Connection, exercise: str, sql: str, spec: dict[str, Any] | None = None) -> Report:
-    """Run every mutant of the reference ``sql`` through the exercise's check; collect those it accepts."""
+def try_mutants(
+    conn: psycopg.Connection,
+    exercise: str,
+    sql: str,
+    spec: dict[str, Any] | None = None,
+    *,
+    hidden: tuple[psycopg.Connection, dict[str, Any]] | None = None,
+) -> Report:
+    """Run every mutant of the reference ``sql`` through the exercise's check; collect those it accepts.
+
+    With ``hidden`` (a connection to the hidden dataset and the spec expected there), a mutant
+    counts as accepted only if that check accepts it too, as when grading with a hidden seed."""
     spec = spec or checker.spec(exercise)
     found = mutants(sql)
     survivors = [m for m in found if checker.evaluate(conn, exercise, m.sql, spec_=spec, count_attempt=False).passed]
-    return Report(exercise, len(found), survivors)
+    if hidden is None:
+        return Report(exercise, len(found), survivors)
+    hidden_conn, hidden_spec = hidden
+    still = [m for m in survivors if checker.evaluate(hidden_conn, exercise, m.sql, spec_=hidden_spec, count_attempt=False).passed]
+    return Report(exercise, len(found), still, caught_by_hidden=len(survivors) - len(still))
 
 
 def report_text(reports: list[Report]) -> str:
     lines = []
     for report in reports:
         status = "all caught" if not report.survivors else f"{len(report.survivors)} accepted"
-        lines.append(f"{report.exercise}: {report.mutants} mutant(s), {status}")
+        by_hidden = f" ({report.caught_by_hidden} caught only by the hidden dataset)" if report.caught_by_hidden else ""
+        lines.append(f"{report.exercise}: {report.mutants} mutant(s), {status}{by_hidden}")
         lines += [f"    accepted: {m.description}: {m.sql}" for m in report.survivors]
     total = sum(r.mutants for r in reports)
     accepted = sum(len(r.survivors) for r in reports)
-    lines.append(f"{total} mutants of {len(reports)} reference solutions; the checks catch {total - accepted}, accept {accepted}.")
+    by_hidden = sum(r.caught_by_hidden for r in reports)
+    hidden_note = f" ({by_hidden} of them only on the hidden dataset)" if by_hidden else ""
+    caught = f"{total - accepted}{hidden_note}"
+    lines.append(f"{total} mutants of {len(reports)} reference solutions; the checks catch {caught}, accept {accepted}.")
     return "\n".join(lines)

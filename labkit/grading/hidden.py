@@ -1,7 +1,8 @@
 """A second dataset with a seed only the instructor knows, and the expected results on it.
 
 A query that hard-codes the course data's answer (ids, dates, counts) passes on the public
-shop but not here. The expected results come from the instructor's reference solutions, run on
+shop but not here; nor does a date bound off by one (this dataset has rows on month
+boundaries). The expected results come from the instructor's reference solutions, run on
 this dataset; plan exercises are left out (they check how, not what).
 """
 
@@ -18,8 +19,9 @@ HIDDEN_DB = "shop_hidden"
 
 
 def prepare(info: ConnectionInfo, seed: int, *, scale: float = 0.5, progress: bool = True) -> None:
-    """Load (once per seed and scale) the hidden dataset as a template database."""
-    shopdb.load(info, seed=seed, scale=scale, target=HIDDEN_DB, progress=progress)
+    """Load (once per seed and scale) the hidden dataset as a template database, with rows on
+    month boundaries so that an off-by-one date bound (``>`` for ``>=``) gives another result."""
+    shopdb.load(info, seed=seed, scale=scale, target=HIDDEN_DB, progress=progress, boundaries=True)
 
 
 def expected_specs(info: ConnectionInfo, solutions_dir: Path, exercises: list[str]) -> dict[str, dict[str, Any]]:
