@@ -13,6 +13,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -21,6 +22,7 @@ from labkit.data.generate import TableData
 from labkit.servers.base import ConnectionInfo
 
 COPY_CHUNK = 1 << 20
+SHOP_TABLES_SQL = Path(__file__).resolve().parent.parent / "sql" / "queries" / "shop_tables.sql"
 WORKERS = 2
 
 
@@ -121,22 +123,19 @@ def load_tables(
     return result
 
 
+def shop_tables(info: ConnectionInfo, dbname: str) -> list[str]:
+    """The tables of ``dbname``'s public schema (partitioned ones once), biggest first."""
+    with info.connect(dbname) as conn:
+        return [r[0] for r in conn.execute(SHOP_TABLES_SQL.read_text())]  # type: ignore[arg-type]
+
+
 def vacuum_analyze(info: ConnectionInfo, dbname: str, *, workers: int = WORKERS) -> None:
     """``VACUUM (FREEZE, ANALYZE)`` every table of ``dbname``, biggest first, on parallel connections.
 
     Fresh sessions on purpose: pages the loading session left not all-visible would change
     index-only-scan costs, and so plans, from one load to the next.
     """
-    with info.connect(dbname) as conn:
-        names = [
-            r[0]
-            for r in conn.execute(
-                "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace "
-                "AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
-                "ORDER BY coalesce((SELECT sum(pg_relation_size(i.inhrelid)) FROM pg_inherits i WHERE i.inhparent = c.oid), 0) "
-                "+ pg_relation_size(c.oid) DESC, c.relname"
-            )
-        ]
+    names = shop_tables(info, dbname)
     todo: queue.Queue[str] = queue.Queue()
     for name in names:
         todo.put(name)

@@ -6,6 +6,7 @@ and ``shop``: an interrupted load leaves the previous shop intact.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from typing import Any
@@ -175,23 +176,15 @@ def ensure_shop(info: ConnectionInfo, *, scale: float | None = None, progress: b
 
 
 def checksum(info: ConnectionInfo, dbname: str = SHOP_DB) -> str:
-    """A checksum of every table's contents, in primary-key order (for tests)."""
+    """A checksum of every table's contents, whatever their physical order (for tests)."""
+    tables = sorted(bulkload.shop_tables(info, dbname))
     with info.connect(dbname) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1"
-            )
-        ]
         parts = []
         for name in tables:
             row = conn.execute(
                 sql.SQL("SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM {} t").format(sql.Identifier(name))
             ).fetchone()
             parts.append(f"{name}:{row[0] if row else ''}")
-    import hashlib
-
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
