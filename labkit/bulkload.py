@@ -75,6 +75,7 @@ def load_tables(
     work: queue.Queue[tuple[TableData, int, list[bytes]] | None] = queue.Queue(maxsize=workers)
     errors: list[BaseException] = []
     failed = threading.Event()
+    reporting = threading.Lock()  # on_rows (a progress bar) need not be thread-safe
 
     def worker() -> None:
         try:
@@ -85,7 +86,8 @@ def load_tables(
                     if not failed.is_set():
                         table, rows, payload = item
                         copy_table(conn, table, payload, freeze=table.table not in partitioned)
-                        on_rows(rows)
+                        with reporting:
+                            on_rows(rows)
         except BaseException as exc:  # handed to the caller below
             errors.append(exc)
             failed.set()
