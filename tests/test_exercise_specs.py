@@ -49,3 +49,15 @@ def test_canonical_fingerprint_ignores_only_the_order_the_check_ignores() -> Non
     assert canon(rows, ["orders"]) != canon(reversed_keys, ["orders"])  # the key order still counts
     assert canon(rows, "any") == canon(reversed_keys, "any")
     assert canon(rows, "all") != canon(swapped_ties, "all")
+
+
+@pytest.mark.parametrize(("constraint", "passes"), [
+    ("CHECK (cost < price)", True),
+    ("CHECK (price > cost)", True),  # the same condition, written the other way round
+    ("CHECK (cost <= price)", False),  # equal is not below
+    ("CHECK (cost < price * 2)", False),  # mentions both columns, means something else
+])  # fmt: skip
+def test_a_check_constraint_exercise_tests_what_the_condition_means(shop: ConnectionInfo, constraint: str, passes: bool) -> None:
+    with shop.connect("shop") as conn:
+        answer = f"ALTER TABLE products ADD CONSTRAINT cost_below_price {constraint}"
+        assert checker.evaluate(conn, "01.4", answer, count_attempt=False).passed is passes
