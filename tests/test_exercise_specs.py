@@ -3,6 +3,9 @@ passes, and its check rejects plausible wrong answers (no rows; a row missing)."
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import nbformat
 import pytest
 
 from labkit.exercises import checker, refresh
@@ -61,3 +64,25 @@ def test_a_check_constraint_exercise_tests_what_the_condition_means(shop: Connec
     with shop.connect("shop") as conn:
         answer = f"ALTER TABLE products ADD CONSTRAINT cost_below_price {constraint}"
         assert checker.evaluate(conn, "01.4", answer, count_attempt=False).passed is passes
+
+
+def test_an_optimistic_update_must_not_apply_twice(shop: ConnectionInfo) -> None:
+    first = "product_id = (SELECT product_id FROM inventory ORDER BY product_id LIMIT 1)"
+    update = "UPDATE inventory SET quantity = quantity - 1, version = version + 1 WHERE "
+    with shop.connect("shop") as conn:
+        assert checker.evaluate(conn, "06.3", update + first + " AND version = 16 AND quantity >= 1", count_attempt=False).passed
+        # without the version condition the second run (a second session with the same stale read) sells again
+        assert not checker.evaluate(conn, "06.3", update + first + " AND quantity >= 1", count_attempt=False).passed
+        # without the product condition every row at version 16 is sold from
+        assert not checker.evaluate(conn, "06.3", update + "version = 16 AND quantity >= 1", count_attempt=False).passed
+
+
+def test_an_unknown_policy_key_is_an_error_not_ignored(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell('answer_99_1 = """SELECT 1"""')
+    cell.metadata["tags"] = ["solution"]
+    cell.metadata["labkit"] = {"order_by": ["n"]}  # a typo for "order"
+    nb.cells.append(cell)
+    nbformat.write(nb, tmp_path / "99-typo.ipynb")
+    with pytest.raises(ValueError, match=r"unknown policy key.*order_by"):
+        refresh.solutions(tmp_path / "99-typo.ipynb")

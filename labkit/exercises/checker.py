@@ -92,25 +92,35 @@ def _isnull(value: Any) -> bool:
 
 
 def run_query(
-    conn: psycopg.Connection, sql: str, *, read_only: bool = True, setup: str | None = None, timeout: str = STATEMENT_TIMEOUT
+    conn: psycopg.Connection,
+    sql: str,
+    *,
+    read_only: bool = True,
+    setup: str | None = None,
+    setup_runs: int = 1,
+    timeout: str = STATEMENT_TIMEOUT,
 ) -> tuple[list[str], list[tuple]]:
-    """Run ``sql`` in a transaction that is always rolled back; return columns and rows."""
+    """Run ``sql`` (after ``setup``, ``setup_runs`` times) in a transaction that is always rolled
+    back; return columns and rows."""
     if re.search(r"\bCONCURRENTLY\b", sql, re.IGNORECASE):
         raise psycopg.ProgrammingError("CREATE/DROP INDEX CONCURRENTLY cannot run inside a transaction; leave out CONCURRENTLY here.")
     with conn.transaction(force_rollback=True):
         conn.execute("SELECT set_config('statement_timeout', %s, true)", [timeout])
         if read_only:
             conn.execute("SET TRANSACTION READ ONLY")
-        cur = conn.execute(setup if setup is not None else sql)  # type: ignore[arg-type]
-        if setup is not None:
-            cur = conn.execute(sql)  # type: ignore[arg-type]
+        for _ in range(setup_runs if setup is not None else 0):
+            conn.execute(setup)  # type: ignore[arg-type]
+        cur = conn.execute(sql)  # type: ignore[arg-type]
         if cur.description is None:
             return [], []
         return [d.name for d in cur.description], cur.fetchall()
 
 
-def _state(conn: psycopg.Connection, learner_sql: str, state_sql: str, timeout: str = STATEMENT_TIMEOUT) -> tuple[list[str], list[tuple]]:
-    return run_query(conn, state_sql, read_only=False, setup=learner_sql, timeout=timeout)
+def _state(
+    conn: psycopg.Connection, learner_sql: str, spec_: dict[str, Any], timeout: str = STATEMENT_TIMEOUT
+) -> tuple[list[str], list[tuple]]:
+    """The answer runs (``runs`` times: e.g. twice for an update that must not apply twice), then ``state_sql``."""
+    return run_query(conn, spec_["state_sql"], read_only=False, setup=learner_sql, setup_runs=spec_.get("runs", 1), timeout=timeout)
 
 
 def _plan_nodes(conn: psycopg.Connection, learner_sql: str, plan_sql: str | None, timeout: str = STATEMENT_TIMEOUT) -> list[dict[str, Any]]:
@@ -212,7 +222,7 @@ def evaluate(
             if learner_sql is None:
                 columns, rows = _as_rows(answer)
             elif kind == "state":
-                columns, rows = _state(conn, learner_sql, spec_["state_sql"], timeout)
+                columns, rows = _state(conn, learner_sql, spec_, timeout)
             else:
                 columns, rows = run_query(conn, learner_sql, read_only=spec_.get("read_only", True), timeout=timeout)
             feedback += compare(spec_, columns, rows, learner_sql)

@@ -1,7 +1,7 @@
 """Mutation testing of exercises: would the check accept a plausible wrong answer?
 
 Each mutant is the reference solution with one deliberate mistake made on PostgreSQL's parse
-tree (pglast): a WHERE or HAVING condition dropped, a LEFT JOIN made INNER (or back), a bound's
+tree (pglast): a WHERE (also of an UPDATE or DELETE) or HAVING condition dropped, a LEFT JOIN made INNER (or back), a bound's
 ``<`` turned into ``<=``, DISTINCT / ORDER BY / LIMIT / PARTITION BY left out, a sort direction
 flipped. A mutant the check accepts is a hole a learner could fall through: tighten the
 exercise (its order policy, its data or its wording) until none survives.
@@ -99,6 +99,12 @@ def _sites(tree: Any) -> list[Mutation]:
     sites: list[Mutation] = []
     reduced = _reduced_joins(tree)
     for node in walk(tree):
+        if isinstance(node, (ast.UpdateStmt, ast.DeleteStmt)):
+            clause = node.whereClause
+            if isinstance(clause, ast.BoolExpr) and clause.boolop == enums.BoolExprType.AND_EXPR:
+                sites += [lambda n=node, i=i: _drop_term(n, "whereClause", i) for i in range(len(clause.args))]
+            elif clause is not None:
+                sites.append(lambda n=node: _drop_term(n, "whereClause", None))
         if isinstance(node, ast.SelectStmt):
             for slot in ("whereClause", "havingClause"):
                 clause = getattr(node, slot)

@@ -35,6 +35,7 @@ POLICY_KEYS = (
     "hints",
     "points",
     "read_only",
+    "runs",
 )
 TITLE = re.compile(r"^#+\s*Exercise\s+(\d\d\.\d+)\s*[—–:-]+\s*(.+)$", re.MULTILINE)
 NOTEBOOKS = Path(__file__).resolve().parent.parent.parent / "notebooks"
@@ -69,7 +70,12 @@ def solutions(notebook: Path) -> list[Solution]:
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
                 for target in node.targets:
                     if isinstance(target, ast.Name) and (key := exercise_id(target.id)):
-                        policy = {k: v for k, v in cell.metadata.get("labkit", {}).items() if k in POLICY_KEYS}
+                        policy = dict(cell.metadata.get("labkit", {}))
+                        if unknown := sorted(set(policy) - set(POLICY_KEYS)):
+                            raise ValueError(
+                                f"{notebook.name}, exercise {key}: unknown policy key(s) {', '.join(unknown)} in the cell's "
+                                f"metadata.labkit; known: {', '.join(POLICY_KEYS)}"
+                            )
                         if key in titles:
                             policy.setdefault("title", titles[key])
                         found.append(Solution(key, node.value.value, notebook.stem, policy))
@@ -86,7 +92,7 @@ def expected_for(conn: psycopg.Connection, spec: dict[str, Any], sql: str) -> di
     if kind == "plan":
         return None
     if kind == "state":
-        columns, rows = checking._state(conn, sql, spec["state_sql"])
+        columns, rows = checking._state(conn, sql, spec)
     else:
         columns, rows = checking.run_query(conn, sql, read_only=spec.get("read_only", True))
     return canonical(fingerprint(columns, rows, spec["salt"], spec.get("decimals", 2)), spec.get("order", "any")).to_json()
