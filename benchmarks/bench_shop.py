@@ -77,10 +77,10 @@ def time_floors(info: ConnectionInfo, scale: float) -> tuple[float, float]:
         for t in tables:
             columns = ", ".join(f'"{c}"' for c in t.columns)
             conn.execute(f'CREATE TABLE IF NOT EXISTS "bare_{t.table}" AS SELECT {columns} FROM "{t.table}" WITH NO DATA')
-        payloads = [(generate.TableData(f"bare_{t.table}", t.columns, t.lines), t.payload()) for t in tables]
+        payloads = [(generate.TableData(f"bare_{t.table}", t.columns, t.lines), list(t.chunks())) for t in tables]
         started = time.perf_counter()
-        for table, payload in payloads:
-            bulkload.copy_table(conn, table, payload, freeze=True)
+        for table, pieces in payloads:
+            bulkload.copy_table(conn, table, pieces, freeze=True)
         copying = time.perf_counter() - started
     with info.connect() as conn:
         conn.execute("DROP DATABASE bench_floor WITH (FORCE)")

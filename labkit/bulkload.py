@@ -8,16 +8,18 @@ referenced by foreign keys yet (the shop adds its keys after the data).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
+from labkit.data import generate
 from labkit.data.generate import TableData
 from labkit.servers.base import ConnectionInfo
 
@@ -38,8 +40,8 @@ class LoadResult:
         return sum(self.rows.values())
 
 
-def copy_table(conn: psycopg.Connection, table: TableData, payload: bytes | list[bytes], *, freeze: bool) -> None:
-    """Replace ``table``'s rows with ``payload`` (COPY text format, maybe in pieces) in one transaction."""
+def copy_table(conn: psycopg.Connection, table: TableData, pieces: Iterable[bytes], *, freeze: bool) -> None:
+    """Replace ``table``'s rows with the COPY text ``pieces`` in one transaction."""
     target = sql.Identifier(table.table)
     columns = sql.SQL(", ").join(map(sql.Identifier, table.columns))
     options = sql.SQL(" (FREEZE)") if freeze else sql.SQL("")
@@ -47,9 +49,40 @@ def copy_table(conn: psycopg.Connection, table: TableData, payload: bytes | list
         if freeze:
             conn.execute(sql.SQL("TRUNCATE {}").format(target))
         with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN{}").format(target, columns, options)) as copy:
-            for piece in [payload] if isinstance(payload, bytes) else payload:
+            for piece in pieces:
                 for offset in range(0, len(piece), COPY_CHUNK):
                     copy.write(piece[offset : offset + COPY_CHUNK])
+
+
+@contextlib.contextmanager
+def _on_connections(
+    info: ConnectionInfo,
+    dbname: str,
+    workers: int,
+    work: Callable[[psycopg.Connection], None],
+    on_failure: Callable[[], None] = lambda: None,
+) -> Iterator[list[BaseException]]:
+    """Run ``work`` in ``workers`` threads, each with its own connection to ``dbname``, while the
+    block runs; leaving the block waits for them. Yields the list of what they raise (the block
+    may add its own errors to it); a thread that fails, connecting or working, calls ``on_failure``."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with info.connect(dbname) as conn:
+                work(conn)
+        except BaseException as exc:  # handed to the caller
+            errors.append(exc)
+            on_failure()
+
+    threads = [threading.Thread(target=run, name=f"labkit-{dbname}-{i}", daemon=True) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield errors
+    finally:
+        for thread in threads:
+            thread.join()
 
 
 def _partitioned(info: ConnectionInfo, dbname: str) -> set[str]:
@@ -64,7 +97,6 @@ def load_tables(
     *,
     on_rows: Callable[[int], None] = lambda n: None,
     workers: int = WORKERS,
-    setup: Iterable[str] = ("SET synchronous_commit = off",),
 ) -> LoadResult:
     """COPY every table of ``tables`` into ``dbname``; generation overlaps with the COPYs.
 
@@ -72,53 +104,43 @@ def load_tables(
     The first error, in the generator or in any COPY, stops the load and is raised here.
     """
     partitioned = _partitioned(info, dbname)
-    work: queue.Queue[tuple[TableData, int, list[bytes]] | None] = queue.Queue(maxsize=workers)
-    errors: list[BaseException] = []
+    todo: queue.Queue[tuple[TableData, int, list[bytes]] | None] = queue.Queue(maxsize=workers)
     failed = threading.Event()
     reporting = threading.Lock()  # on_rows (a progress bar) need not be thread-safe
 
-    def worker() -> None:
-        try:
-            with info.connect(dbname, autocommit=True) as conn:
-                for statement in setup:
-                    conn.execute(statement)  # type: ignore[arg-type]
-                while (item := work.get()) is not None:
-                    if not failed.is_set():
-                        table, rows, payload = item
-                        copy_table(conn, table, payload, freeze=table.table not in partitioned)
-                        with reporting:
-                            on_rows(rows)
-        except BaseException as exc:  # handed to the caller below
-            errors.append(exc)
-            failed.set()
-            while work.get() is not None:  # drain so the producer never blocks on a dead worker
-                pass
+    def copy_each(conn: psycopg.Connection) -> None:
+        conn.execute("SET synchronous_commit = off")
+        while (item := todo.get()) is not None:
+            if not failed.is_set():
+                table, rows, pieces = item
+                copy_table(conn, table, pieces, freeze=table.table not in partitioned)
+                with reporting:
+                    on_rows(rows)
 
-    threads = [threading.Thread(target=worker, name=f"labkit-copy-{i}", daemon=True) for i in range(workers)]
-    for thread in threads:
-        thread.start()
+    def stop() -> None:
+        failed.set()
+        while todo.get() is not None:  # drain so the producer never blocks on a dead worker
+            pass
+
     result = LoadResult()
     digest = hashlib.sha256()
-    try:
-        for table in tables:
-            if failed.is_set():
-                break
-            payload = list(table.chunks())
-            digest.update(table.table.encode() + b"\0" + ",".join(table.columns).encode() + b"\0")
-            for piece in payload:
-                digest.update(piece)
-            result.rows[table.table] = len(table.lines)
-            # only the COPY text travels on: the row strings are freed while it loads
-            work.put((TableData(table.table, table.columns, []), len(table.lines), payload))
-            del table
-    except BaseException as exc:
-        errors.append(exc)
-        failed.set()
-    finally:
-        for _ in threads:
-            work.put(None)
-        for thread in threads:
-            thread.join()
+    with _on_connections(info, dbname, workers, copy_each, on_failure=stop) as errors:
+        try:
+            for table in tables:
+                if failed.is_set():
+                    break
+                pieces = list(table.chunks())
+                generate.digest_table(digest, table, pieces)
+                result.rows[table.table] = len(table.lines)
+                # only the COPY text travels on: the row strings are freed while it loads
+                todo.put((TableData(table.table, table.columns, []), len(table.lines), pieces))
+                del table
+        except BaseException as exc:
+            errors.append(exc)
+            failed.set()
+        finally:
+            for _ in range(workers):
+                todo.put(None)
     if errors:
         raise errors[0]
     result.checksum = digest.hexdigest()
@@ -137,28 +159,19 @@ def vacuum_analyze(info: ConnectionInfo, dbname: str, *, workers: int = WORKERS)
     Fresh sessions on purpose: pages the loading session left not all-visible would change
     index-only-scan costs, and so plans, from one load to the next.
     """
-    names = shop_tables(info, dbname)
     todo: queue.Queue[str] = queue.Queue()
-    for name in names:
+    for name in shop_tables(info, dbname):
         todo.put(name)
-    errors: list[BaseException] = []
 
-    def worker() -> None:
-        try:
-            with info.connect(dbname) as conn:
-                while not errors:
-                    try:
-                        name = todo.get_nowait()
-                    except queue.Empty:
-                        return
-                    conn.execute(sql.SQL("VACUUM (FREEZE, ANALYZE) {}").format(sql.Identifier(name)))
-        except BaseException as exc:  # handed to the caller below
-            errors.append(exc)
+    def vacuum_each(conn: psycopg.Connection) -> None:
+        while not errors:  # one failure stops the others too
+            try:
+                name = todo.get_nowait()
+            except queue.Empty:
+                return
+            conn.execute(sql.SQL("VACUUM (FREEZE, ANALYZE) {}").format(sql.Identifier(name)))
 
-    threads = [threading.Thread(target=worker, name=f"labkit-vacuum-{i}", daemon=True) for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with _on_connections(info, dbname, workers, vacuum_each) as errors:
+        pass
     if errors:
         raise errors[0]

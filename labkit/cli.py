@@ -9,6 +9,7 @@ import shutil
 import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
+from typing import Any
 
 from labkit import runtime, servers
 from labkit.config import SERVER_CHOICES, Settings
@@ -180,7 +181,7 @@ def cmd_exercises(args: argparse.Namespace) -> int:
 
     info = _running(_settings(args))
     if args.action == "mutants":
-        return _mutants(info, args.only, args.hidden_seed, args.hidden_scale)
+        return _mutants(info, _settings(args), args)
     with info.connect(SHOP_DB) as conn:
         if args.action == "refresh":
             written = refresh.refresh(conn)
@@ -193,25 +194,46 @@ def cmd_exercises(args: argparse.Namespace) -> int:
     return 0 if not problems else 1
 
 
-def _mutants(info: ConnectionInfo, only: str | None, hidden_seed: int | None, hidden_scale: float) -> int:
+def _hidden_specs(
+    info: ConnectionInfo, settings: Settings, seed: int, scale: float, solutions: str, exercises: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Load (once) the hidden dataset of ``seed`` and compute the expected results on it."""
+    from pathlib import Path
+
+    from labkit.grading import hidden
+
+    with runtime.locked(settings):
+        hidden.prepare(info, seed, scale=scale)
+    try:
+        return hidden.expected_specs(info, Path(solutions), exercises)
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc), "Pass --solutions with the instructor notebooks (reference solutions).") from None
+
+
+def _mutants(info: ConnectionInfo, settings: Settings, args: argparse.Namespace) -> int:
+    import contextlib
+
     from labkit.exercises import checker, mutants, refresh
     from labkit.grading import hidden
 
-    wanted = [o for o in (only or "").split(",") if o]
+    wanted = [o for o in (args.only or "").split(",") if o]
     chosen = [
         s for s in refresh.all_solutions()
         if (not wanted or checker.selected(s.exercise, wanted))
         and checker.spec(s.exercise).get("kind", "result") != "plan"  # a plan check is about how, not what
     ]  # fmt: skip
-    hidden_specs: dict[str, dict[str, object]] = {}
-    if hidden_seed is not None:
-        hidden.prepare(info, hidden_seed, scale=hidden_scale)
-        hidden_specs = hidden.expected_specs(info, refresh.NOTEBOOKS, [s.exercise for s in chosen])
+    hidden_specs = {}
+    if args.hidden_seed is not None:
+        exercises = [s.exercise for s in chosen]
+        hidden_specs = _hidden_specs(info, settings, args.hidden_seed, args.hidden_scale, str(refresh.NOTEBOOKS), exercises)
     reports = []
-    with info.connect(SHOP_DB) as conn, info.connect(hidden.HIDDEN_DB if hidden_specs else SHOP_DB) as hidden_conn:
+    with contextlib.ExitStack() as stack:
+        conn = stack.enter_context(info.connect(SHOP_DB))
+        hidden_conn = stack.enter_context(info.connect(hidden.HIDDEN_DB)) if hidden_specs else None
         for solution in chosen:
             spec = hidden_specs.get(solution.exercise)
-            reports.append(mutants.try_mutants(conn, solution.exercise, solution.sql, hidden=(hidden_conn, spec) if spec else None))
+            there = (hidden_conn, spec) if hidden_conn is not None and spec else None
+            reports.append(mutants.try_mutants(conn, solution.exercise, solution.sql, hidden=there))
             print(mutants.report_text(reports[-1:]).splitlines()[0], flush=True)
     print(mutants.report_text(reports))
     return 0
@@ -233,7 +255,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     from labkit import shopdb
     from labkit.exercises import checker
-    from labkit.grading import gradebook, grader, hidden, submission
+    from labkit.grading import gradebook, grader, submission
 
     folder, out = Path(args.submissions), Path(args.out)
     if not folder.is_dir():
@@ -257,13 +279,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     info = runtime.ensure_server(settings)
     with runtime.locked(settings):
         _ensure_shop(info, settings)
-        if args.hidden_seed is not None:
-            hidden.prepare(info, args.hidden_seed, scale=args.hidden_scale)
     if args.hidden_seed is not None:
-        try:
-            options.hidden_specs = hidden.expected_specs(info, Path(args.solutions), exercises)
-        except FileNotFoundError as exc:
-            raise ConfigError(str(exc), "Pass --solutions with the instructor notebooks (reference solutions).") from None
+        options.hidden_specs = _hidden_specs(info, settings, args.hidden_seed, args.hidden_scale, args.solutions, exercises)
     print(f"Grading {len(submissions)} submission(s) on {len(exercises)} exercise(s) against the {shopdb.TEMPLATE_DB} copy"
           + (f" and a hidden dataset (scale {args.hidden_scale:g})" if options.hidden_specs is not None else "") + ".")  # fmt: skip
     results = grader.grade_all(info, submissions, exercises, options, progress=not args.quiet)

@@ -192,11 +192,11 @@ def test_interrupted_load_leaves_the_old_database_intact(server: ConnectionInfo,
     original = bulkload.copy_table
     calls = {"n": 0}
 
-    def failing_copy(conn: psycopg.Connection, table: generate.TableData, payload: bytes, *, freeze: bool) -> None:
+    def failing_copy(conn: psycopg.Connection, table: generate.TableData, pieces: list[bytes], *, freeze: bool) -> None:
         calls["n"] += 1
         if calls["n"] == 4:
             raise Stop("interrupted halfway")
-        original(conn, table, payload, freeze=freeze)
+        original(conn, table, pieces, freeze=freeze)
 
     monkeypatch.setattr(bulkload, "copy_table", failing_copy)
     with pytest.raises(Stop):

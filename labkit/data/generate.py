@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 import numpy as np
 
@@ -30,9 +31,6 @@ class TableData:
     table: str
     columns: tuple[str, ...]
     lines: list[str]
-
-    def payload(self) -> bytes:
-        return b"".join(self.chunks())
 
     def chunks(self, lines: int = 1 << 16) -> Iterator[bytes]:
         """The COPY text in pieces of ``lines`` rows (never the whole table as one more string)."""
@@ -548,9 +546,16 @@ def generate(seed: int | None = None, scale: float = 1.0, *, boundaries: bool = 
     return [t for t in Shop(seed, scale, boundaries=boundaries).tables() if t.lines or t.table != "products"]
 
 
+def digest_table(digest: Any, table: TableData, pieces: Iterable[bytes]) -> None:
+    """Add one table (its name, columns and COPY text ``pieces``) to a running checksum."""
+    digest.update(table.table.encode() + b"\0" + ",".join(table.columns).encode() + b"\0")
+    for piece in pieces:
+        digest.update(piece)
+
+
 def checksum(tables: list[TableData]) -> str:
+    """A checksum of the generated data, in load order."""
     digest = hashlib.sha256()
     for t in tables:
-        digest.update(t.table.encode() + b"\0" + ",".join(t.columns).encode() + b"\0")
-        digest.update(t.payload())
+        digest_table(digest, t, t.chunks())
     return digest.hexdigest()
