@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -429,3 +430,24 @@ def test_cache_is_reused_not_refetched(tmp_path: Path) -> None:
     env = state_env(reachable(tmp_path / "state"), PATH=str(reachable(tmp_path / "bin")))
     doctor = labkit("doctor", env=env)
     assert f"[ok ] portable  PostgreSQL {cached.version} cached in" in doctor.stdout
+
+
+def test_binaries_the_server_user_cannot_reach_are_a_clear_error(tmp_path: Path) -> None:
+    """As root the server runs as an unprivileged user: PostgreSQL programs in a private folder
+    (e.g. LABKIT_CACHE_DIR or LABKIT_PG_BIN under a mode-0700 folder) are out of its reach."""
+    if os.geteuid() != 0:
+        pytest.skip("only root hands the server to another user")
+    cached = PortableProvider(settings_for(Path("/nonexistent"))).cached()
+    if cached is None:
+        pytest.skip("the portable build is not cached yet")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    shutil.copytree(cached.bindir.parent, private / "pg", symlinks=True, copy_function=os.link)  # a private copy
+    state = reachable(tmp_path / "state")
+    env = state_env(state, LABKIT_PG_BIN=str(private / "pg" / "bin"))
+    with stopped_afterwards(state):
+        result = labkit("up", "--server", "local", "--no-data", env=env)
+    assert result.returncode == ConfigError.exit_code, result.stderr
+    assert f"The PostgreSQL programs in {private / 'pg' / 'bin'} are out of reach of" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not postmasters(state)

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 from labkit.config import Settings
-from labkit.errors import ProviderUnavailable
+from labkit.errors import ConfigError, ProviderUnavailable
 from labkit.servers.base import Availability, ConnectionInfo, Provider
 from labkit.servers.binaries import REQUIRED_MAJOR, PgInstall, find_installs
 from labkit.servers.cluster import Cluster, ClusterPaths, choose_port
@@ -39,6 +39,13 @@ class ClusterProvider(Provider):
     def cluster(self, install: PgInstall | None = None) -> Cluster:
         install = install or self.install()
         run_as = server_user(self.settings.run_as)
+        if not run_as.is_current and not run_as.can_traverse(install.bindir):
+            raise ConfigError(
+                f"The PostgreSQL programs in {install.bindir} are out of reach of {run_as.name!r}, the unprivileged "
+                "user labkit runs the server as (PostgreSQL refuses to run as root): a folder above them is private.",
+                "Keep them in a folder others may read, e.g. unset LABKIT_CACHE_DIR (as root the cache is /var/cache/labkit) "
+                "or chmod o+x the private folder; for LABKIT_PG_BIN, point it at a system-wide install.",
+            )
         root = cluster_root(self.settings, run_as, install.major)
         return Cluster(install, ClusterPaths(root), run_as, self.name)
 
