@@ -18,10 +18,11 @@ from pathlib import Path
 
 import nbformat
 
-from labkit import runtime, shopdb
 from labkit.config import Settings
 from labkit.exercises import refresh
 from labkit.grading import grader, submission
+from labkit.servers import lifecycle
+from labkit.shop import database
 
 EXERCISES = ["00.1", "00.2", "00.3", "00.4", "02.1", "02.2", "02.3", "02.4", "03.1", "03.2"]
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -44,8 +45,8 @@ def main() -> None:
     parser.add_argument("--submissions", type=int, default=40)
     parser.add_argument("--workers", type=int, default=grader.Options().workers)
     args = parser.parse_args()
-    info = runtime.ensure_server(Settings.load())
-    shopdb.ensure_shop(info, progress=False)
+    info = lifecycle.ensure_server(Settings.load())
+    database.ensure_shop(info, progress=False)
 
     clone = []
     with info.connect() as conn:

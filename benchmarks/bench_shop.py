@@ -22,10 +22,11 @@ import statistics
 import subprocess
 import time
 
-from labkit import bulkload, runtime, shopdb
 from labkit.config import Settings
-from labkit.data import generate
+from labkit.servers import lifecycle
 from labkit.servers.base import ConnectionInfo
+from labkit.shop import bulkload, database
+from labkit.shop.generator import generate
 
 PGBENCH_ROWS_PER_SCALE = 100_000 + 10 + 1
 
@@ -53,7 +54,7 @@ def time_pgbench(info: ConnectionInfo, scale: int) -> float:
 
 def time_load(info: ConnectionInfo, scale: float) -> tuple[float, int]:
     started = time.perf_counter()
-    shopdb.load(info, scale=scale, progress=False, force=True, target="bench_shop")
+    database.load(info, scale=scale, progress=False, force=True, target="bench_shop")
     elapsed = time.perf_counter() - started
     with info.connect("bench_shop") as conn:
         tables = [r[0] for r in conn.execute("SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'")]
@@ -91,7 +92,7 @@ def time_bare_clone(info: ConnectionInfo) -> float:
     with info.connect() as conn:
         conn.execute("DROP DATABASE IF EXISTS bench_clone WITH (FORCE)")
         started = time.perf_counter()
-        conn.execute(f"CREATE DATABASE bench_clone TEMPLATE {shopdb.TEMPLATE_DB} STRATEGY FILE_COPY")
+        conn.execute(f"CREATE DATABASE bench_clone TEMPLATE {database.TEMPLATE_DB} STRATEGY FILE_COPY")
         elapsed = time.perf_counter() - started
         conn.execute("DROP DATABASE bench_clone")
     return elapsed
@@ -107,8 +108,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     args = parser.parse_args()
     settings = Settings.load()
-    info = runtime.ensure_server(settings)
-    shopdb.ensure_shop(info, progress=False)
+    info = lifecycle.ensure_server(settings)
+    database.ensure_shop(info, progress=False)
 
     loads, pgbenches = [], []
     rows = 0
@@ -128,7 +129,7 @@ def main() -> None:
 
     resets, clones = [], []
     for _ in range(max(5, args.runs)):
-        resets.append(shopdb.reset(info))
+        resets.append(database.reset(info))
         clones.append(time_bare_clone(info))
     print(f"reset  labkit reset: {median(resets) * 1000:.0f} ms   bare CREATE DATABASE … TEMPLATE: {median(clones) * 1000:.0f} ms")
     print(f"       ratio: {median(resets) / median(clones):.2f}×   (target ≤ 2×)")

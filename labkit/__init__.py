@@ -6,9 +6,9 @@ In a notebook::
     shop = labkit.lab()
 """
 
-from labkit import erd, explain, sessions
 from labkit.errors import LabkitError
-from labkit.notebook import Lab, lab
+from labkit.notebook import erd, explain, sessions
+from labkit.notebook.lab import Lab, lab
 
 __all__ = ["Lab", "LabkitError", "erd", "explain", "lab", "sessions"]
 __version__ = "0.1.0"

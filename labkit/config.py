@@ -17,6 +17,12 @@ from labkit.errors import ConfigError
 
 SERVER_CHOICES = ("auto", "url", "local", "docker", "portable")
 PACKAGE_DIR = Path(__file__).resolve().parent
+CHECKOUT_DIR = PACKAGE_DIR.parent
+"""The course checkout: the package reads its SQL, word lists, notebooks and exercise specs from here."""
+SQL_DIR = CHECKOUT_DIR / "sql"
+DATASETS_DIR = CHECKOUT_DIR / "datasets"
+NOTEBOOKS_DIR = CHECKOUT_DIR / "notebooks"
+EXERCISES_DIR = CHECKOUT_DIR / "exercises"
 CONFIG_FILE = "labkit.toml"
 
 
@@ -24,7 +30,7 @@ def find_project_dir() -> Path:
     """The project folder: ``LABKIT_PROJECT_DIR``, else the checkout the package lives in, else cwd."""
     if env := os.environ.get("LABKIT_PROJECT_DIR"):
         return Path(env).expanduser().resolve()
-    checkout = PACKAGE_DIR.parent
+    checkout = CHECKOUT_DIR
     if (checkout / "pyproject.toml").is_file() and (checkout / "sql").is_dir():
         return checkout
     return Path.cwd().resolve()

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from labkit import runtime
 from labkit.config import Settings
+from labkit.servers import lifecycle
 from labkit.servers.base import ConnectionInfo
 from labkit.servers.url import parse_url
 
@@ -24,16 +24,16 @@ def server(settings: Settings) -> ConnectionInfo:
     """A running PostgreSQL 16: LABKIT_TEST_URL if set, else the lab server labkit starts."""
     if url := os.environ.get("LABKIT_TEST_URL"):
         return parse_url(url)
-    return runtime.ensure_server(settings)
+    return lifecycle.ensure_server(settings)
 
 
 @pytest.fixture(scope="session")
 def shop(server: ConnectionInfo, settings: Settings) -> ConnectionInfo:
     """The server with the shop database loaded at the default scale."""
-    from labkit import shopdb
+    from labkit.shop import database
 
-    with runtime.locked(settings):
-        shopdb.ensure_shop(server, scale=settings.scale, progress=False)
+    with lifecycle.locked(settings):
+        database.ensure_shop(server, scale=settings.scale, progress=False)
     return server
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit import runtime
 from labkit.config import Settings
+from labkit.servers import lifecycle
 
 IS_ROOT = os.geteuid() == 0
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -138,7 +138,7 @@ def kill_postmasters(under: Path) -> list[int]:
 def shutdown(settings: Settings) -> None:
     """Stop the server kept in ``settings.state_dir`` and delete its data, whatever state it is in."""
     with contextlib.suppress(Exception):
-        runtime.stop_server(settings, delete_data=True)
+        lifecycle.stop_server(settings, delete_data=True)
     kill_postmasters(settings.state_dir)
 
 

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from labkit import bulkload, schema
-from labkit.data import generate
 from labkit.servers.base import ConnectionInfo
+from labkit.shop import bulkload, schema
+from labkit.shop.generator import generate
 
 SMALL = 0.05
 

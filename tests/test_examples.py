@@ -25,7 +25,7 @@ import pglast
 import psycopg
 import pytest
 
-from labkit.schema import SQL_DIR
+from labkit.config import SQL_DIR
 from labkit.servers.base import ConnectionInfo
 
 Rows = list[tuple[Any, ...]]

@@ -34,9 +34,9 @@ from helpers_servers import (
 )
 
 import labkit as labkit_package
-from labkit import runtime
 from labkit.config import Settings
 from labkit.errors import ConfigError, ConnectError, ProviderUnavailable, ServerStartError
+from labkit.servers import lifecycle
 from labkit.servers.base import ConnectionInfo
 from labkit.servers.binaries import REQUIRED_MAJOR, find_installs
 from labkit.servers.cluster import DEFAULT_PORT
@@ -50,7 +50,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings
     state = reachable(tmp_path_factory.mktemp("faults") / "state")
     settings = settings_for(state)
     try:
-        yield settings, runtime.ensure_server(settings)
+        yield settings, lifecycle.ensure_server(settings)
     finally:
         shutdown(settings)
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit import shopdb
 from labkit.exercises import refresh
 from labkit.grading import gradebook, grader, hidden, sandbox, submission
 from labkit.servers.base import ConnectionInfo
+from labkit.shop import database
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -46,7 +46,7 @@ def _notebook(path: Path, answers: dict[str, str], extra_code: tuple[str, ...] =
 
 def _hard_coded(info: ConnectionInfo, sql: str, order_by: str = "") -> str:
     """The reference result typed in as literals: right on the course data, wrong anywhere else."""
-    with info.connect(shopdb.SHOP_DB) as conn:
+    with info.connect(database.SHOP_DB) as conn:
         cur = conn.execute(sql)  # type: ignore[arg-type]
         names = [d.name for d in cur.description or []]
         rows = cur.fetchall()
@@ -92,7 +92,11 @@ def submissions(tmp_path_factory: pytest.TempPathFactory, references: dict[str, 
     _notebook(
         folder / "python-tricks" / "03.ipynb",
         {"03.1": ref["03.1"]},
-        extra_code=("while True:\n    pass", f"import os\nos.system('touch {MARKER}')", "import labkit\nlabkit.shopdb.reset(shop.info)"),
+        extra_code=(
+            "while True:\n    pass",
+            f"import os\nos.system('touch {MARKER}')",
+            "import labkit\nlabkit.shop.database.reset(shop.info)",
+        ),
     )
     _notebook(
         folder / "server-files" / "03.ipynb",
@@ -120,7 +124,7 @@ def submissions(tmp_path_factory: pytest.TempPathFactory, references: dict[str, 
 
 @pytest.fixture(scope="module")
 def graded(shop: ConnectionInfo, submissions: Path) -> Iterator[tuple[dict[str, grader.SubmissionGrade], float, str]]:
-    before = shopdb.checksum(shop, shopdb.TEMPLATE_DB)
+    before = database.checksum(shop, database.TEMPLATE_DB)
     collected = submission.collect(submissions)
     options = grader.Options(statement_timeout=2.0, time_limit=60.0, workers=2)
     started = time.monotonic()
@@ -169,9 +173,9 @@ def test_destructive_sql_scores_nothing_and_harms_nothing(graded, shop: Connecti
     with shop.connect() as conn:
         assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (True,)
         databases = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
-    assert {shopdb.SHOP_DB, shopdb.TEMPLATE_DB} <= databases
-    assert shopdb.checksum(shop, shopdb.TEMPLATE_DB) == template_before
-    with shop.connect(shopdb.SHOP_DB) as conn:
+    assert {database.SHOP_DB, database.TEMPLATE_DB} <= databases
+    assert database.checksum(shop, database.TEMPLATE_DB) == template_before
+    with shop.connect(database.SHOP_DB) as conn:
         assert conn.execute("SELECT count(*) > 0 FROM orders").fetchone() == (True,)
 
 

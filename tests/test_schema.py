@@ -22,8 +22,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from labkit import schema
 from labkit.servers.base import ConnectionInfo
+from labkit.shop import schema
 
 FRESH_DB = "t_schema_fresh"
 SEED_ORIGINALS = sorted((schema.SQL_DIR / "seed_originals").glob("*.sql"))

@@ -32,9 +32,10 @@ from helpers_servers import (
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from labkit import runtime, servers
+from labkit import servers
 from labkit.config import Settings
 from labkit.errors import ProviderUnavailable
+from labkit.servers import lifecycle
 from labkit.servers.base import ConnectionInfo
 from labkit.servers.binaries import REQUIRED_MAJOR, find_installs, probe
 from labkit.servers.docker import engine_client
@@ -50,7 +51,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings
     state = reachable(tmp_path_factory.mktemp("servers") / "state")
     settings = settings_for(state)
     try:
-        info = runtime.ensure_server(settings)
+        info = lifecycle.ensure_server(settings)
         yield settings, info
     finally:
         shutdown(settings)
@@ -400,7 +401,7 @@ def test_lab_reconnects_after_the_server_was_killed(cluster, kernel_env: pytest.
         assert _text(nb.cells[3]).strip() == str(info.port)  # same port as before the crash
         assert len(postmasters(settings.state_dir)) == 1
     finally:
-        again = runtime.ensure_server(settings)
+        again = lifecycle.ensure_server(settings)
         assert again.port == info.port  # the module fixture keeps using this cluster
 
 

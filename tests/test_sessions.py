@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from labkit.notebook.sessions import Sessions
 from labkit.servers.base import ConnectionInfo
-from labkit.sessions import Sessions
 
 
 def _prepare(server: ConnectionInfo, db: str) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from labkit import bulkload, schema, shopdb
-from labkit.data import AS_OF, generate
 from labkit.servers.base import ConnectionInfo
+from labkit.shop import bulkload, database, schema
+from labkit.shop.generator import AS_OF, generate
 
 SEED_ORIGINALS = sorted((schema.SQL_DIR / "seed_originals").glob("*.sql"))
 SMALL = 0.05
@@ -156,35 +156,35 @@ def test_triggers_behave_as_documented(shop: ConnectionInfo) -> None:
 
 
 def test_reset_restores_the_exact_data(shop: ConnectionInfo) -> None:
-    before = shopdb.checksum(shop)
+    before = database.checksum(shop)
     with shop.connect("shop") as conn:
         conn.execute("DELETE FROM order_items WHERE quantity > 3")
         conn.execute("CREATE TABLE learner_scratch (x int)")
-    assert shopdb.checksum(shop) != before
-    seconds = shopdb.reset(shop)
-    assert shopdb.checksum(shop) == before
+    assert database.checksum(shop) != before
+    seconds = database.reset(shop)
+    assert database.checksum(shop) == before
     assert seconds < 30
 
 
 def test_loading_again_is_a_no_op(shop: ConnectionInfo) -> None:
     with shop.connect("shop") as conn:
         scale = float(conn.execute("SELECT value FROM labkit_meta WHERE key = 'scale'").fetchone()[0])  # type: ignore[index]
-    assert shopdb.load(shop, scale=scale, progress=False) is False
+    assert database.load(shop, scale=scale, progress=False) is False
 
 
 def test_checksum_is_stable_across_two_loads(server: ConnectionInfo) -> None:
     sums = []
     for _ in range(2):
-        shopdb.load(server, scale=SMALL, progress=False, force=True, target="t_shop_small")
-        sums.append(shopdb.checksum(server, "t_shop_small"))
+        database.load(server, scale=SMALL, progress=False, force=True, target="t_shop_small")
+        sums.append(database.checksum(server, "t_shop_small"))
     with server.connect() as conn:
         conn.execute("DROP DATABASE IF EXISTS t_shop_small WITH (FORCE)")
     assert sums[0] == sums[1]
 
 
 def test_interrupted_load_leaves_the_old_database_intact(server: ConnectionInfo, monkeypatch: pytest.MonkeyPatch) -> None:
-    shopdb.load(server, scale=SMALL, progress=False, force=True, target="t_shop_keep")
-    before = shopdb.checksum(server, "t_shop_keep")
+    database.load(server, scale=SMALL, progress=False, force=True, target="t_shop_keep")
+    before = database.checksum(server, "t_shop_keep")
 
     class Stop(Exception):
         pass
@@ -200,11 +200,11 @@ def test_interrupted_load_leaves_the_old_database_intact(server: ConnectionInfo,
 
     monkeypatch.setattr(bulkload, "copy_table", failing_copy)
     with pytest.raises(Stop):
-        shopdb.load(server, scale=SMALL * 2, progress=False, force=True, target="t_shop_keep")
+        database.load(server, scale=SMALL * 2, progress=False, force=True, target="t_shop_keep")
     assert calls["n"] >= 4
-    assert shopdb.checksum(server, "t_shop_keep") == before
+    assert database.checksum(server, "t_shop_keep") == before
     with server.connect() as conn:
-        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", [shopdb.LOADING_DB]).fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", [database.LOADING_DB]).fetchone() == (0,)
         conn.execute("DROP DATABASE IF EXISTS t_shop_keep WITH (FORCE)")
 
 

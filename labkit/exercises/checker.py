@@ -12,16 +12,16 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from labkit.config import EXERCISES_DIR
 from labkit.exercises import structure
 from labkit.exercises.fingerprint import Fingerprint, fingerprint, same_multiset
 from labkit.servers.base import ConnectionInfo
 
-SPEC_DIR = Path(__file__).resolve().parent.parent.parent / "exercises"
+SPEC_DIR = EXERCISES_DIR
 STATEMENT_TIMEOUT = "30s"
 HINT_AFTER_FAILURES = 3
 _attempts: Counter[str] = Counter()

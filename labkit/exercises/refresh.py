@@ -19,6 +19,7 @@ from typing import Any
 import nbformat
 import psycopg
 
+from labkit.config import NOTEBOOKS_DIR
 from labkit.exercises import checker as checking
 from labkit.exercises.fingerprint import canonical, fingerprint
 
@@ -38,7 +39,7 @@ POLICY_KEYS = (
     "runs",
 )
 TITLE = re.compile(r"^#+\s*Exercise\s+(\d\d\.\d+)\s*[—–:-]+\s*(.+)$", re.MULTILINE)
-NOTEBOOKS = Path(__file__).resolve().parent.parent.parent / "notebooks"
+NOTEBOOKS = NOTEBOOKS_DIR
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,12 @@ from typing import Any
 
 import pglast
 
-from labkit import shopdb
 from labkit.exercises import checker
 from labkit.grading import sandbox
 from labkit.grading.hidden import HIDDEN_DB
 from labkit.grading.submission import Answer, Submission
 from labkit.servers.base import ConnectionInfo
+from labkit.shop import database
 
 OVERFIT = (
     "Correct on the course data but not on a second dataset with the same tables: "
@@ -143,7 +143,7 @@ def grade_submission(admin: ConnectionInfo, submission: Submission, exercises: l
     """Points and feedback for every exercise in ``exercises``."""
     started = time.monotonic()
     deadline = started + options.time_limit
-    templates = {"public": shopdb.TEMPLATE_DB}
+    templates = {"public": database.TEMPLATE_DB}
     if options.hidden_specs is not None:
         templates["hidden"] = HIDDEN_DB
     boxes: dict[str, sandbox.Sandbox] = {}

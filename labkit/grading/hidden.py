@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from labkit import shopdb
 from labkit.exercises import checker, refresh
 from labkit.servers.base import ConnectionInfo
+from labkit.shop import database
 
 HIDDEN_DB = "shop_hidden"
 
@@ -21,7 +21,7 @@ HIDDEN_DB = "shop_hidden"
 def prepare(info: ConnectionInfo, seed: int, *, scale: float = 0.5, progress: bool = True) -> None:
     """Load (once per seed and scale) the hidden dataset as a template database, with rows on
     month boundaries so that an off-by-one date bound (``>`` for ``>=``) gives another result."""
-    shopdb.load(info, seed=seed, scale=scale, target=HIDDEN_DB, progress=progress, boundaries=True)
+    database.load(info, seed=seed, scale=scale, target=HIDDEN_DB, progress=progress, boundaries=True)
 
 
 def expected_specs(info: ConnectionInfo, solutions_dir: Path, exercises: list[str]) -> dict[str, dict[str, Any]]:

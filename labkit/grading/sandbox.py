@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
+from labkit.config import SQL_DIR
 from labkit.errors import LabkitError
 from labkit.servers.base import ConnectionInfo
 
 PREFIX = "labkit_grade_"
-SANDBOX_SQL = Path(__file__).resolve().parent.parent.parent / "sql" / "grading" / "sandbox.sql"
+SANDBOX_SQL = SQL_DIR / "grading" / "sandbox.sql"
 ROLE_SETTINGS = {
     "idle_in_transaction_session_timeout": "60s",
     "lock_timeout": "5s",

@@ -10,6 +10,7 @@ from labkit.errors import ConfigError, ProviderUnavailable
 from labkit.servers.base import Availability, ConnectionInfo, Provider
 from labkit.servers.binaries import REQUIRED_MAJOR, PgInstall, find_installs
 from labkit.servers.cluster import Cluster, ClusterPaths, choose_port
+from labkit.servers.state import read_state
 from labkit.servers.unprivileged import RunAs, server_user
 
 SYSTEM_DATA_ROOT = Path("/var/lib/labkit")
@@ -62,8 +63,6 @@ class ClusterProvider(Provider):
 
     def _previous_port(self, cluster: Cluster) -> int | None:
         """Keep the port of the last run, so connection strings stay the same across restarts."""
-        from labkit.runtime import read_state
-
         if entry := cluster.pid_file():
             return entry[1]
         state = read_state(self.settings)

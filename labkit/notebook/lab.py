@@ -14,9 +14,9 @@ import psycopg
 import sqlalchemy as sa
 from psycopg.types.string import TextLoader
 
-from labkit import runtime
 from labkit.config import Settings
 from labkit.errors import ConnectError, LabkitError
+from labkit.servers import lifecycle
 from labkit.servers.base import ConnectionInfo
 
 SHOP_DB = "shop"
@@ -82,7 +82,7 @@ class Lab:
 
     def sessions(self, *names: str) -> Any:
         """Live sessions side by side (default ``a`` and ``b``) for the concurrency lessons."""
-        from labkit.sessions import Sessions
+        from labkit.notebook.sessions import Sessions
 
         return Sessions(self.info, self.dbname, names or ("a", "b"))
 
@@ -101,16 +101,16 @@ class Lab:
     @property
     def today(self) -> Any:
         """The dataset's fixed "today" (``labkit_today()`` in SQL)."""
-        from labkit.data import AS_OF
+        from labkit.shop.generator import AS_OF
 
         return AS_OF
 
     def reset(self) -> float:
         """Restore the shop database from its pristine template; notebooks are never touched."""
-        from labkit import shopdb
+        from labkit.shop import database
 
         self.engine.dispose()
-        seconds = shopdb.reset(self.info)
+        seconds = database.reset(self.info)
         _reconnect_magic(self)  # the reset closed every connection to the old database
         return seconds
 
@@ -136,9 +136,9 @@ def _configure_magic(lab: Lab) -> None:
             "The %sql magic (JupySQL) is not installed in this kernel.",
             "Install the project into the kernel's environment: pip install -e . (see README).",
         ) from exc
-    from labkit import jupysql_fixes
+    from labkit.notebook import magic
 
-    jupysql_fixes.install()
+    magic.install()
     for key, value in SQLMAGIC_CONFIG.items():
         ip.run_line_magic("config", f"SqlMagic.{key} = {value}")
     ip.user_ns["_labkit_engine"] = lab.engine
@@ -177,12 +177,12 @@ def lab(*, load_data: bool = True, server: str | None = None, scale: float | Non
     connection" message is a UsageError that test runners do not count as a failure.
     """
     settings = Settings.load(server=server, scale=scale)
-    info = runtime.ensure_server(settings)
+    info = lifecycle.ensure_server(settings)
     if load_data:
-        from labkit import shopdb
+        from labkit.shop import database
 
-        with runtime.locked(settings):
-            shopdb.ensure_shop(info, scale=settings.scale, progress=True)
+        with lifecycle.locked(settings):
+            database.ensure_shop(info, scale=settings.scale, progress=True)
     dbname = SHOP_DB if load_data else info.maintenance_db
     engine = make_engine(info, dbname)
     try:

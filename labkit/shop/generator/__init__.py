@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from labkit.data.words import params
+from labkit.shop.generator.words import params
 
 AS_OF: date = date.fromisoformat(params()["as_of"])
 """The dataset's fixed "today": lessons use it (and labkit_today() in SQL) instead of the clock."""

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import psycopg
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+from labkit.config import SQL_DIR
+
 STAGES = ("schema", "finish")
 
 

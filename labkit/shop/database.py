@@ -14,10 +14,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from labkit import bulkload, schema
-from labkit.data import generate, words
 from labkit.errors import LabkitError
 from labkit.servers.base import ConnectionInfo
+from labkit.shop import bulkload, schema
+from labkit.shop.generator import generate, words
 
 SHOP_DB = "shop"
 TEMPLATE_DB = "shop_template"

@@ -1,67 +1,18 @@
-"""The lab server's lifecycle across processes: state file, lock, start/stop/status."""
+"""The lab server's life cycle: start or attach, find the running one, stop it."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
+import shutil
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from labkit import servers
 from labkit.config import Settings
-from labkit.errors import LabkitError
 from labkit.servers.base import ConnectionInfo
+from labkit.servers.local import ClusterProvider
+from labkit.servers.state import STATE_FILE, locked, read_state, write_state
 
-STATE_FILE = "state.json"
-LOCK_FILE = "lock"
-LOCK_WAIT_S = 600
-
-
-def read_state(settings: Settings) -> dict[str, Any]:
-    try:
-        return json.loads((settings.state_dir / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def write_state(settings: Settings, info: ConnectionInfo) -> None:
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    state = {"provider": info.provider, "connection": {**info.to_dict(), "password": None}}
-    path = settings.state_dir / STATE_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    tmp.replace(path)
-
-
-@contextlib.contextmanager
-def locked(settings: Settings) -> Iterator[None]:
-    """One labkit process at a time changes the server (two `labkit up` never double-start)."""
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    with (settings.state_dir / LOCK_FILE).open("a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print("labkit: another labkit command is starting or loading the lab; waiting…", file=sys.stderr, flush=True)
-            deadline = time.monotonic() + LOCK_WAIT_S
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise LabkitError(
-                            f"Another labkit process has held {fh.name} for {LOCK_WAIT_S} s.",
-                            "If none is running, delete that file and try again.",
-                        ) from None
-                    time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+__all__ = ["current_server", "ensure_server", "locked", "read_state", "stop_server"]
 
 
 def _announce_fallback(settings: Settings) -> None:
@@ -110,10 +61,6 @@ def stop_server(settings: Settings, *, delete_data: bool = False) -> str:
 
 
 def _delete_cluster(chosen: servers.Provider) -> None:
-    import shutil
-
-    from labkit.servers.local import ClusterProvider
-
     if isinstance(chosen, ClusterProvider):
         root: Path = chosen.cluster().paths.root
         if root.exists():

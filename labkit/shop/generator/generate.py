@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from labkit.data import words
-from labkit.data.prng import Stream
+from labkit.shop.generator import words
+from labkit.shop.generator.prng import Stream
 
 DAY = 86_400
 NUMERIC_POSTAL = {"US", "DE", "FR", "ES", "IT", "JP", "IN", "MX", "BR", "AU", "SE", "DK"}

@@ -14,17 +14,17 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-from labkit.data import generate
-from labkit.data.generate import TableData
+from labkit.config import SQL_DIR
 from labkit.servers.base import ConnectionInfo
+from labkit.shop.generator import generate
+from labkit.shop.generator.generate import TableData
 
 COPY_CHUNK = 1 << 20
-SHOP_TABLES_SQL = Path(__file__).resolve().parent.parent / "sql" / "queries" / "shop_tables.sql"
+SHOP_TABLES_SQL = SQL_DIR / "queries" / "shop_tables.sql"
 WORKERS = 2
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import functools
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-DATASETS = Path(__file__).resolve().parent.parent.parent / "datasets"
+from labkit.config import DATASETS_DIR
+
+DATASETS = DATASETS_DIR
 
 
 def _lines(name: str) -> list[str]:

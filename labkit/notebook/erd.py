@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
-QUERIES = Path(__file__).resolve().parent.parent / "sql" / "queries"
+from labkit.config import SQL_DIR
+
+QUERIES = SQL_DIR / "queries"
 MAX_COLUMNS_SHOWN = 9
 
 

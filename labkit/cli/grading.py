@@ -1,0 +1,80 @@
+"""Commands for grading a class: grade submissions into a gradebook."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from labkit.cli.common import AddCommand, ensure_shop, hidden_specs, settings_from
+from labkit.errors import ConfigError
+from labkit.servers import lifecycle
+
+
+def _points(values: list[str]) -> dict[str, float]:
+    points = {}
+    for value in values:
+        exercise, _, number = value.partition("=")
+        try:
+            points[exercise.strip()] = float(number)
+        except ValueError:
+            raise ConfigError(f"--points {value!r} is not EXERCISE=POINTS.", "For example: --points 03.2=3") from None
+    return points
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from labkit.exercises import checker
+    from labkit.grading import gradebook, grader, submission
+    from labkit.shop import database
+
+    folder, out = Path(args.submissions), Path(args.out)
+    if not folder.is_dir():
+        raise ConfigError(f"There is no submissions folder at {folder}.", "Give the folder holding one sub-folder or notebook per student.")
+    submissions = submission.collect(folder)
+    if not submissions:
+        raise ConfigError(
+            f"{folder} holds no submissions.", "Put each student's notebooks in a sub-folder named after them, or STUDENT.ipynb files."
+        )
+    try:
+        exercises = grader.exercises_for(submissions, [e for e in (args.exercises or "").split(",") if e] or None)
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0]), "Name exercises like 03.2 or whole notebooks like 03.") from None
+    points = _points(args.points or [])
+    if unknown := sorted(set(points) - set(checker.specs())):
+        raise ConfigError(f"--points names unknown exercise(s): {', '.join(unknown)}.", "Use ids like 03.2.")
+    options = grader.Options(statement_timeout=args.statement_timeout, time_limit=args.time_limit, points=points)
+    if args.workers:
+        options.workers = args.workers
+    settings = settings_from(args)
+    info = lifecycle.ensure_server(settings)
+    with lifecycle.locked(settings):
+        ensure_shop(info, settings)
+    if args.hidden_seed is not None:
+        options.hidden_specs = hidden_specs(info, settings, args.hidden_seed, args.hidden_scale, args.solutions, exercises)
+    print(f"Grading {len(submissions)} submission(s) on {len(exercises)} exercise(s) against the {database.TEMPLATE_DB} copy"
+          + (f" and a hidden dataset (scale {args.hidden_scale:g})" if options.hidden_specs is not None else "") + ".")  # fmt: skip
+    results = grader.grade_all(info, submissions, exercises, options, progress=not args.quiet)
+    gradebook.write_csv(out, results, exercises)
+    feedback_dir = Path(args.feedback) if args.feedback else out.with_name(out.stem + "-feedback")
+    gradebook.write_feedback(feedback_dir, results, exercises)
+    summary = gradebook.summarise(results, exercises)
+    summary_path = out.with_name(out.stem + "-summary.csv")
+    gradebook.write_summary(summary_path, summary)
+    print(gradebook.summary_table(summary))
+    print(f"Gradebook: {out}  ·  per-exercise summary: {summary_path}  ·  feedback for each student: {feedback_dir}/")
+    return 0
+
+
+def register(add: AddCommand) -> None:
+    grade = add("grade", cmd_grade, "grade a class's submitted notebooks into a CSV gradebook, with feedback per student")
+    grade.add_argument("submissions", help="folder with one sub-folder (or STUDENT.ipynb) per student")
+    grade.add_argument("--out", default="gradebook.csv", help="the CSV gradebook to write (default: gradebook.csv)")
+    grade.add_argument("--feedback", help="folder for the per-student feedback files (default: next to the gradebook)")
+    grade.add_argument("--exercises", help="comma-separated exercises or notebooks, e.g. 03,04.2 (default: those answered)")
+    grade.add_argument("--points", action="append", metavar="EXERCISE=POINTS", help="points for an exercise (repeatable)")
+    grade.add_argument("--statement-timeout", type=float, default=10.0, metavar="SECONDS", help="per SQL statement (default 10)")
+    grade.add_argument("--time-limit", type=float, default=120.0, metavar="SECONDS", help="per submission (default 120)")
+    grade.add_argument("--workers", type=int, help="submissions graded at once (default: one per core, at least 2)")
+    grade.add_argument("--hidden-seed", type=int, help="also check every answer on a second dataset made with this secret seed")
+    grade.add_argument("--hidden-scale", type=float, default=0.5, help="scale of the hidden dataset (default 0.5)")
+    grade.add_argument("--solutions", default="notebooks", help="instructor notebooks with the reference solutions (for --hidden-seed)")
+    grade.add_argument("--quiet", action="store_true", help="no progress bar")
