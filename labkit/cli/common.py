@@ -27,9 +27,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def ensure_shop(info: ConnectionInfo, settings: Settings, *, quiet: bool = False) -> None:
+    """Load or check the shop; say what was done (a rebuild, a kept copy, a scale left as it was)."""
+    import sys
+
     from labkit.shop import database
 
-    database.ensure_shop(info, scale=settings.scale, progress=not quiet)
+    for note in database.ensure_shop(info, scale=settings.scale, progress=not quiet):
+        print(f"labkit: {note}", file=sys.stderr)
 
 
 def running(settings: Settings) -> ConnectionInfo:

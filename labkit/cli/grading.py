@@ -10,6 +10,16 @@ from labkit.errors import ConfigError
 from labkit.servers import lifecycle
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def _points(values: list[str]) -> dict[str, float]:
     points = {}
     for value in values:
@@ -73,7 +83,7 @@ def register(add: AddCommand) -> None:
     grade.add_argument("--points", action="append", metavar="EXERCISE=POINTS", help="points for an exercise (repeatable)")
     grade.add_argument("--statement-timeout", type=float, default=10.0, metavar="SECONDS", help="per SQL statement (default 10)")
     grade.add_argument("--time-limit", type=float, default=120.0, metavar="SECONDS", help="per submission (default 120)")
-    grade.add_argument("--workers", type=int, help="submissions graded at once (default: one per core, at least 2)")
+    grade.add_argument("--workers", type=_positive_int, help="submissions graded at once (default: one per core, at least 2)")
     grade.add_argument("--hidden-seed", type=int, help="also check every answer on a second dataset made with this secret seed")
     grade.add_argument("--hidden-scale", type=float, default=0.5, help="scale of the hidden dataset (default 0.5)")
     grade.add_argument("--solutions", default="notebooks", help="instructor notebooks with the reference solutions (for --hidden-seed)")

@@ -42,7 +42,7 @@ class LoadResult:
 
 def copy_table(conn: psycopg.Connection, table: TableData, pieces: Iterable[bytes], *, freeze: bool) -> None:
     """Replace ``table``'s rows with the COPY text ``pieces`` in one transaction."""
-    target = sql.Identifier(table.table)
+    target = sql.Identifier("public", table.table)
     columns = sql.SQL(", ").join(map(sql.Identifier, table.columns))
     options = sql.SQL(" (FREEZE)") if freeze else sql.SQL("")
     with conn.transaction():
@@ -54,40 +54,59 @@ def copy_table(conn: psycopg.Connection, table: TableData, pieces: Iterable[byte
                     copy.write(piece[offset : offset + COPY_CHUNK])
 
 
+@dataclass
+class Crew:
+    """Threads working on their own connections: what they raised, and the flag that stops them.
+
+    Everything a worker reads exists before the first thread starts: a worker only gets its
+    connection and this crew, never a name its caller binds later."""
+
+    errors: list[BaseException] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def fail(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+        self.stop.set()
+
+
 @contextlib.contextmanager
 def _on_connections(
     info: ConnectionInfo,
     dbname: str,
     workers: int,
-    work: Callable[[psycopg.Connection], None],
+    work: Callable[[psycopg.Connection, Crew], None],
     on_failure: Callable[[], None] = lambda: None,
-) -> Iterator[list[BaseException]]:
-    """Run ``work`` in ``workers`` threads, each with its own connection to ``dbname``, while the
-    block runs; leaving the block waits for them. Yields the list of what they raise (the block
-    may add its own errors to it); a thread that fails, connecting or working, calls ``on_failure``."""
-    errors: list[BaseException] = []
+) -> Iterator[Crew]:
+    """Run ``work(conn, crew)`` in ``workers`` threads, each with its own connection to ``dbname``,
+    while the block runs; leaving the block waits for them. Yields the crew: its ``errors`` (the
+    block may add its own with ``fail``) and its ``stop`` flag, set on the first failure; a thread
+    that fails, connecting or working, also calls ``on_failure``."""
+    crew = Crew()
 
     def run() -> None:
         try:
-            with info.connect(dbname) as conn:
-                work(conn)
+            with info.connect(dbname, options="-c search_path=public") as conn:
+                work(conn, crew)
         except BaseException as exc:  # handed to the caller
-            errors.append(exc)
+            crew.fail(exc)
             on_failure()
 
     threads = [threading.Thread(target=run, name=f"labkit-{dbname}-{i}", daemon=True) for i in range(workers)]
     for thread in threads:
         thread.start()
     try:
-        yield errors
+        yield crew
     finally:
         for thread in threads:
             thread.join()
 
 
 def _partitioned(info: ConnectionInfo, dbname: str) -> set[str]:
-    with info.connect(dbname) as conn:
-        return {r[0] for r in conn.execute("SELECT relname FROM pg_class WHERE relkind = 'p' AND relnamespace = 'public'::regnamespace")}
+    with info.connect(dbname, options="-c search_path=public") as conn:
+        rows = conn.execute(
+            "SELECT relname FROM pg_catalog.pg_class WHERE relkind = 'p' AND relnamespace = 'public'::pg_catalog.regnamespace"
+        )
+        return {r[0] for r in rows}
 
 
 def load_tables(
@@ -105,29 +124,27 @@ def load_tables(
     """
     partitioned = _partitioned(info, dbname)
     todo: queue.Queue[tuple[TableData, int, list[bytes]] | None] = queue.Queue(maxsize=workers)
-    failed = threading.Event()
     reporting = threading.Lock()  # on_rows (a progress bar) need not be thread-safe
 
-    def copy_each(conn: psycopg.Connection) -> None:
+    def copy_each(conn: psycopg.Connection, crew: Crew) -> None:
         conn.execute("SET synchronous_commit = off")
         while (item := todo.get()) is not None:
-            if not failed.is_set():
+            if not crew.stop.is_set():
                 table, rows, pieces = item
                 copy_table(conn, table, pieces, freeze=table.table not in partitioned)
                 with reporting:
                     on_rows(rows)
 
-    def stop() -> None:
-        failed.set()
-        while todo.get() is not None:  # drain so the producer never blocks on a dead worker
+    def drain() -> None:
+        while todo.get() is not None:  # so the producer never blocks on a dead worker
             pass
 
     result = LoadResult()
     digest = hashlib.sha256()
-    with _on_connections(info, dbname, workers, copy_each, on_failure=stop) as errors:
+    with _on_connections(info, dbname, workers, copy_each, on_failure=drain) as crew:
         try:
             for table in tables:
-                if failed.is_set():
+                if crew.stop.is_set():
                     break
                 pieces = list(table.chunks())
                 generate.digest_table(digest, table, pieces)
@@ -136,20 +153,19 @@ def load_tables(
                 todo.put((TableData(table.table, table.columns, []), len(table.lines), pieces))
                 del table
         except BaseException as exc:
-            errors.append(exc)
-            failed.set()
+            crew.fail(exc)
         finally:
             for _ in range(workers):
                 todo.put(None)
-    if errors:
-        raise errors[0]
+    if crew.errors:
+        raise crew.errors[0]
     result.checksum = digest.hexdigest()
     return result
 
 
 def shop_tables(info: ConnectionInfo, dbname: str) -> list[str]:
     """The tables of ``dbname``'s public schema (partitioned ones once), biggest first."""
-    with info.connect(dbname) as conn:
+    with info.connect(dbname, options="-c search_path=public") as conn:
         return [r[0] for r in conn.execute(SHOP_TABLES_SQL.read_text())]  # type: ignore[arg-type]
 
 
@@ -163,15 +179,15 @@ def vacuum_analyze(info: ConnectionInfo, dbname: str, *, workers: int = WORKERS)
     for name in shop_tables(info, dbname):
         todo.put(name)
 
-    def vacuum_each(conn: psycopg.Connection) -> None:
-        while not errors:  # one failure stops the others too
+    def vacuum_each(conn: psycopg.Connection, crew: Crew) -> None:
+        while not crew.stop.is_set():  # one failure stops the others too
             try:
                 name = todo.get_nowait()
             except queue.Empty:
                 return
-            conn.execute(sql.SQL("VACUUM (FREEZE, ANALYZE) {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("VACUUM (FREEZE, ANALYZE) {}").format(sql.Identifier("public", name)))
 
-    with _on_connections(info, dbname, workers, vacuum_each) as errors:
+    with _on_connections(info, dbname, workers, vacuum_each) as crew:
         pass
-    if errors:
-        raise errors[0]
+    if crew.errors:
+        raise crew.errors[0]

@@ -1,27 +1,41 @@
 """The shop database's life cycle: load once, keep a pristine template, reset in about a second.
 
 A load builds into a separate database (``shop_loading``) and only then replaces the template
-and ``shop``: an interrupted load leaves the previous shop intact.
+and ``shop``: an interrupted load leaves the previous shop intact, and its leftover copy is
+removed by the next load or ``labkit up``. Nothing of the learner's is dropped on the way: when
+``shop`` must be rebuilt (its schema changed, or a reload), the old one is renamed
+``shop_before_<time>`` and kept until the learner drops it. Only ``reset`` replaces ``shop``: that
+is what it is for.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
 
+from labkit.config import SQL_DIR
 from labkit.errors import LabkitError
 from labkit.servers.base import ConnectionInfo
-from labkit.shop import bulkload, schema
+from labkit.shop import bulkload, capacity, schema
 from labkit.shop.generator import generate, words
 
 SHOP_DB = "shop"
 TEMPLATE_DB = "shop_template"
 LOADING_DB = "shop_loading"
+KEPT_PREFIX = "shop_before_"
+SEARCH_PATH = "public"  # pg_catalog comes first implicitly; a learner's search_path must not matter
+MISSING_FILES_SQL = SQL_DIR / "queries" / "missing_files.sql"
+LEAF_TABLES_SQL = SQL_DIR / "queries" / "leaf_tables.sql"
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ShopError(LabkitError):
@@ -30,20 +44,91 @@ class ShopError(LabkitError):
     exit_code = 7
 
 
+def _first_line(exc: BaseException) -> str:
+    diag = getattr(exc, "diag", None)
+    message = (diag.message_primary if diag is not None else None) or str(exc) or type(exc).__name__
+    return message.strip().splitlines()[0]
+
+
+def _clear_errors(func: F) -> F:
+    """PostgreSQL's errors during a shop operation become one ShopError with a next step."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except psycopg.errors.DiskFull as exc:
+            raise ShopError(
+                f"The lab server's disk is full: {_first_line(exc)}.",
+                "Free some space (kept copies of the shop: 'labkit drop-kept' lists them), then try again.",
+            ) from exc
+        except psycopg.errors.ObjectInUse as exc:
+            raise ShopError(
+                f"Another session is using a database labkit must replace: {_first_line(exc)}.",
+                "Close it (a notebook or psql connected to shop_template?) and try again.",
+            ) from exc
+        except psycopg.OperationalError as exc:
+            raise ShopError(
+                f"The lab server does not answer: {_first_line(exc)}.",
+                "Run 'labkit status' to see whether it is running, and 'labkit up' to start it.",
+            ) from exc
+        except psycopg.Error as exc:
+            raise ShopError(f"PostgreSQL refused: {_first_line(exc)}.", "Run 'labkit check' to see whether the shop is damaged.") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _connect(info: ConnectionInfo, dbname: str | None = None) -> psycopg.Connection:
+    return info.connect(dbname, options=f"-c search_path={SEARCH_PATH}")
+
+
 def _exists(conn: psycopg.Connection, dbname: str) -> bool:
-    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone() is not None
+    return conn.execute("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", [dbname]).fetchone() is not None
 
 
-def _meta(info: ConnectionInfo, dbname: str) -> dict[str, str]:
+def _read_meta(info: ConnectionInfo, dbname: str) -> dict[str, str] | None:
+    """``dbname``'s ``public.labkit_meta``: None if the database does not exist, {} if it has no
+    such table. Any other failure (a damaged file, a server that refuses) is a ShopError: it
+    says nothing about the shop being stale, so nothing is rebuilt on it."""
     try:
-        with info.connect(dbname) as conn:
-            return dict(conn.execute("SELECT key, value FROM labkit_meta").fetchall())  # type: ignore[arg-type]
-    except psycopg.Error:
+        with _connect(info, dbname) as conn:
+            try:
+                rows = conn.execute("SELECT key, value FROM public.labkit_meta").fetchall()
+            except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+                return {}
+            return {str(k): str(v) for k, v in rows}
+    except psycopg.errors.InvalidCatalogName:
+        return None
+    except psycopg.Error as exc:
+        raise ShopError(
+            f"labkit cannot read the {dbname!r} database's labkit_meta: {_first_line(exc)}.",
+            "Run 'labkit check' to see what is damaged; 'labkit reset' restores the shop from its pristine copy.",
+        ) from exc
+
+
+def _template_meta(info: ConnectionInfo, dbname: str) -> dict[str, str]:
+    """The meta of a copy labkit owns (the template): unreadable counts as stale, it is rebuilt."""
+    try:
+        return _read_meta(info, dbname) or {}
+    except ShopError:
         return {}
 
 
+def _stale(meta: dict[str, str], version: str) -> str | None:
+    """Why a database with this meta is not the current shop (None: it is)."""
+    if not meta:
+        return "has no labkit_meta table"
+    if "schema_version" not in meta:
+        return "has no schema_version in its labkit_meta"
+    if meta["schema_version"] != version:
+        return f"was built with another version of the schema ({meta['schema_version']}; now {version})"
+    if meta.get("schema_stage") != "finish":
+        return "was never finished loading"
+    return None
+
+
 def _check_privileges(conn: psycopg.Connection) -> None:
-    row = conn.execute("SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user").fetchone()
+    row = conn.execute("SELECT rolsuper OR rolcreatedb FROM pg_catalog.pg_roles WHERE rolname = current_user").fetchone()
     if not row or not row[0]:
         raise ShopError(
             f"The role {conn.info.user!r} may not create databases, so labkit cannot build the shop here.",
@@ -56,6 +141,105 @@ def _drop(conn: psycopg.Connection, dbname: str) -> None:
     conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
 
 
+def _drop_leftover(info: ConnectionInfo) -> bool:
+    """Drop ``shop_loading`` if a load was interrupted; True if there was one. Never raises."""
+    try:
+        with _connect(info) as admin:
+            if _exists(admin, LOADING_DB):
+                _drop(admin, LOADING_DB)
+                return True
+    except psycopg.Error:
+        pass
+    return False
+
+
+def _keep(admin: psycopg.Connection, dbname: str = SHOP_DB) -> str:
+    """Rename ``dbname`` to ``shop_before_<UTC time>`` (disconnecting its sessions); returns the new name."""
+    stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime())
+    kept, n = f"{KEPT_PREFIX}{stamp}", 1
+    while _exists(admin, kept):
+        n += 1
+        kept = f"{KEPT_PREFIX}{stamp}_{n}"
+    for _ in range(40):
+        admin.execute(
+            "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()",
+            [dbname],
+        )
+        try:
+            admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(dbname), sql.Identifier(kept)))
+            return kept
+        except psycopg.errors.ObjectInUse:
+            time.sleep(0.25)
+    raise ShopError(
+        f"labkit could not set the {dbname!r} database aside: sessions keep connecting to it.",
+        "Close the notebooks and psql sessions using it, then try again.",
+    )
+
+
+def kept_copies(info: ConnectionInfo) -> list[tuple[str, int]]:
+    """The shops set aside by a rebuild (``shop_before_…``) and their sizes in bytes, oldest first."""
+    with _connect(info) as admin:
+        rows = admin.execute(
+            "SELECT datname, pg_catalog.pg_database_size(datname) FROM pg_catalog.pg_database "
+            "WHERE datname LIKE %s ORDER BY datname",
+            [KEPT_PREFIX.replace("_", "\\_") + "%"],
+        ).fetchall()
+    return [(str(name), int(size)) for name, size in rows]
+
+
+@_clear_errors
+def drop_kept(info: ConnectionInfo, name: str) -> None:
+    """Drop one shop set aside by a rebuild (only ``shop_before_…`` databases)."""
+    if name not in {n for n, _ in kept_copies(info)}:
+        raise ShopError(f"There is no kept copy of the shop named {name!r}.", "Run 'labkit drop-kept' without a name to list them.")
+    with _connect(info) as admin:
+        _drop(admin, name)
+
+
+def kept_note(kept: str, why: str) -> str:
+    return (
+        f"the shop database {why}, so it was rebuilt; the old one is kept as {kept!r} "
+        f"(look inside: labkit psql --db {kept}; drop it when done: labkit drop-kept {kept})."
+    )
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What ``load`` did: ``loaded`` is False when the same data was already there; ``kept`` names
+    the previous ``shop``, set aside instead of dropped."""
+
+    loaded: bool
+    kept: str | None = None
+
+
+def _check_capacity(admin: psycopg.Connection, info: ConnectionInfo, scale: float, target: str, *, confirmed: bool, progress: bool) -> None:
+    """Say what a large load takes; refuse one the machine cannot hold unless ``confirmed``."""
+    estimate = capacity.Estimate.for_scale(scale)
+    row = admin.execute(
+        "SELECT coalesce(sum(pg_catalog.pg_database_size(datname)), 0) FROM pg_catalog.pg_database WHERE datname IN (%s, %s)",
+        [target, LOADING_DB],
+    ).fetchone()
+    disk = estimate.disk_needed(with_shop=target == TEMPLATE_DB, freed=int(row[0]) if row else 0)
+    problems = []
+    data_dir = capacity.data_directory(info)
+    if data_dir is not None and disk > (free := capacity.free_disk(data_dir)):
+        problems.append(f"{capacity.human(disk)} of free disk, and {data_dir} has {capacity.human(free)}")
+    memory = capacity.available_memory()
+    if memory is not None and estimate.memory_bytes > memory:
+        problems.append(f"{capacity.human(estimate.memory_bytes)} of memory, and {capacity.human(memory)} is available")
+    if progress and (scale >= capacity.LARGE_SCALE or problems):
+        print(f"labkit: loading the shop at scale {scale:g} takes {estimate.summary(disk)}.", file=sys.stderr, flush=True)
+    if problems and not confirmed:
+        kept = kept_copies(info)
+        space = f" ({len(kept)} kept cop{'y' if len(kept) == 1 else 'ies'} of the shop: labkit drop-kept)" if kept else ""
+        raise ShopError(
+            f"Loading the shop at scale {scale:g} needs {'; and '.join(problems)}.",
+            f"Choose a smaller --scale, free some space{space}, or add --yes to 'labkit load' to try anyway.",
+        )
+
+
+@_clear_errors
 def load(
     info: ConnectionInfo,
     *,
@@ -65,24 +249,30 @@ def load(
     force: bool = False,
     target: str = TEMPLATE_DB,
     boundaries: bool = False,
-) -> bool:
+    keep_shop: bool = True,
+    confirmed: bool = False,
+) -> Loaded:
     """Generate and load the shop into ``target`` (then recreate ``shop`` from it).
 
-    Returns False (and does nothing) when the same seed, scale and schema are already loaded,
-    unless ``force``. ``boundaries`` adds rows on month boundaries (see ``generate.Shop``).
+    Does nothing when the same seed, scale and schema are already loaded, unless ``force``.
+    ``boundaries`` adds rows on month boundaries (see ``generate.Shop``). The ``shop`` replaced
+    is kept under another name unless ``keep_shop`` is False. A load this machine cannot hold
+    (disk, memory) is refused unless ``confirmed``.
     """
+    scale = capacity.check_scale(scale)
     seed = int(seed if seed is not None else words.params()["seed"])
     wanted = {"seed": str(seed), "scale": f"{scale:g}", "schema_version": schema.schema_version()}
     if boundaries:
         wanted["boundaries"] = "true"
-    with info.connect() as admin:
+    with _connect(info) as admin:
         if not force and _exists(admin, target):
-            meta = _meta(info, target)
+            meta = _template_meta(info, target)
             if all(meta.get(k) == v for k, v in wanted.items()) and meta.get("schema_stage") == "finish":
                 if target == TEMPLATE_DB and not _exists(admin, SHOP_DB):
                     reset(info)
-                return False
+                return Loaded(False)
         _check_privileges(admin)
+        _check_capacity(admin, info, scale, target, confirmed=confirmed, progress=progress)
         _drop(admin, LOADING_DB)
         admin.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'").format(
@@ -92,19 +282,24 @@ def load(
     started = time.perf_counter()
     try:
         rows = _build(info, LOADING_DB, seed=seed, scale=scale, progress=progress, boundaries=boundaries)
-    except BaseException:
-        with info.connect() as admin:
-            _drop(admin, LOADING_DB)
+    except BaseException as exc:
+        if not _drop_leftover(info) and isinstance(exc, psycopg.Error):
+            raise ShopError(
+                f"The load failed and the lab server stopped answering: {_first_line(exc)}. Nothing was replaced.",
+                "Run 'labkit status'; the next 'labkit up' or 'labkit load' removes the unfinished copy (shop_loading). "
+                "If the disk is full, free some space first.",
+            ) from exc
         raise
-    with info.connect() as admin:
+    with _connect(info) as admin:
         _drop(admin, target)
         admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(LOADING_DB), sql.Identifier(target)))
+        kept = _keep(admin) if target == TEMPLATE_DB and keep_shop and _exists(admin, SHOP_DB) else None
     if target == TEMPLATE_DB:
         reset(info)
     if progress:
         elapsed = time.perf_counter() - started
         print(f"labkit: loaded {rows:,} rows at scale {scale:g} in {elapsed:.1f} s", file=sys.stderr, flush=True)
-    return True
+    return Loaded(True, kept)
 
 
 def _build(info: ConnectionInfo, dbname: str, *, seed: int, scale: float, progress: bool, boundaries: bool = False) -> int:
@@ -113,28 +308,28 @@ def _build(info: ConnectionInfo, dbname: str, *, seed: int, scale: float, progre
 
     shop = generate.Shop(seed, scale, boundaries=boundaries)
     p = words.params()
-    with info.connect(dbname) as conn:
+    with _connect(info, dbname) as conn:
         schema.apply_schema(conn)
     bar = tqdm(desc="loading the shop", unit=" rows", disable=not progress, file=sys.stderr, leave=False)
     # products comes twice from the generator: first empty, then once stock is known
     tables = (t for t in shop.tables() if t.lines or t.table != "products")
     loaded = bulkload.load_tables(info, dbname, tables, on_rows=bar.update)
-    with info.connect(dbname) as conn:
+    with _connect(info, dbname) as conn:
         conn.execute("SET synchronous_commit = off")
         conn.execute("SET maintenance_work_mem = '256MB'")
         bar.set_description("indexes and keys")
         schema.finish_schema(conn)
         conn.execute(
-            "INSERT INTO labkit_meta (key, value) VALUES ('as_of', %s), ('seed', %s), ('scale', %s), ('data_checksum', %s) "
+            "INSERT INTO public.labkit_meta (key, value) VALUES ('as_of', %s), ('seed', %s), ('scale', %s), ('data_checksum', %s) "
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             [p["as_of"], str(seed), f"{scale:g}", loaded.checksum],
         )
         if boundaries:
-            conn.execute("INSERT INTO labkit_meta VALUES ('boundaries', 'true') ON CONFLICT (key) DO UPDATE SET value = 'true'")
+            conn.execute("INSERT INTO public.labkit_meta VALUES ('boundaries', 'true') ON CONFLICT (key) DO UPDATE SET value = 'true'")
         for name in ("user_events", "events", "logs", "audit_log"):
             conn.execute(
                 sql.SQL("SELECT setval(pg_get_serial_sequence({}, 'id'), (SELECT coalesce(max(id), 0) + 1 FROM {}), false)").format(
-                    sql.Literal(name), sql.Identifier(name)
+                    sql.Literal(f"public.{name}"), sql.Identifier("public", name)
                 )
             )
         conn.execute(sql.SQL("ALTER DATABASE {} SET timezone = 'UTC'").format(sql.Identifier(dbname)))
@@ -144,45 +339,151 @@ def _build(info: ConnectionInfo, dbname: str, *, seed: int, scale: float, progre
     return loaded.total
 
 
-def reset(info: ConnectionInfo) -> float:
-    """Recreate ``shop`` from the pristine template (FILE_COPY). Returns seconds taken."""
+@dataclass
+class Check:
+    """What a cheap verification of one database found."""
+
+    dbname: str
+    exists: bool = True
+    tables: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.exists and not self.problems
+
+
+@_clear_errors
+def verify(info: ConnectionInfo, dbname: str) -> Check:
+    """A cheap check that every relation of ``dbname`` has its file and every table can be read
+    (its first page): catches files removed or lost under the data directory."""
+    check = Check(dbname)
+    try:
+        conn = _connect(info, dbname)
+    except psycopg.errors.InvalidCatalogName:
+        return Check(dbname, exists=False)
+    with conn:
+        conn.execute("SET lock_timeout = '2s'")
+        conn.execute("SET statement_timeout = '60s'")
+        reported: set[str] = set()
+        try:
+            for relation, path in conn.execute(MISSING_FILES_SQL.read_text()).fetchall():  # type: ignore[arg-type]
+                check.problems.append(f"{relation}: its file {path} is missing")
+                reported.add(str(relation))
+        except psycopg.errors.InsufficientPrivilege:
+            pass  # not allowed to look at files: the reads below still find missing tables
+        tables = [str(r[0]) for r in conn.execute(LEAF_TABLES_SQL.read_text()).fetchall()]  # type: ignore[arg-type]
+        check.tables = len(tables)
+        for table in tables:
+            if table in reported:
+                continue
+            try:
+                conn.execute(sql.SQL("SELECT FROM ONLY {} LIMIT 1").format(sql.SQL(table)))
+            except psycopg.errors.LockNotAvailable:
+                continue  # another session holds it: busy, not damaged
+            except psycopg.errors.InsufficientPrivilege:
+                continue
+            except psycopg.DatabaseError as exc:
+                if conn.closed:
+                    raise
+                check.problems.append(f"{table}: {_first_line(exc)}")
+    return check
+
+
+def damaged_message(check: Check) -> str:
+    first = "; ".join(check.problems[:3])
+    more = f" (and {len(check.problems) - 3} more)" if len(check.problems) > 3 else ""
+    return f"{first}{more}"
+
+
+@_clear_errors
+def reset(info: ConnectionInfo, *, target: str = SHOP_DB, template: str = TEMPLATE_DB) -> float:
+    """Recreate ``target`` from the pristine ``template`` (FILE_COPY) after a cheap check that the
+    template is whole. Returns seconds taken. Replacing ``target`` is the point: it is not kept."""
     started = time.perf_counter()
-    with info.connect() as admin:
-        if not _exists(admin, TEMPLATE_DB):
-            raise ShopError("There is no pristine copy of the shop to reset from.", "Run 'labkit up' (or 'labkit load') first.")
-        _drop(admin, SHOP_DB)
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(sql.Identifier(SHOP_DB), sql.Identifier(TEMPLATE_DB))
+    check = verify(info, template)
+    if not check.exists:
+        raise ShopError("There is no pristine copy of the shop to reset from.", "Run 'labkit up' (or 'labkit load') first.")
+    if not check.ok:
+        raise ShopError(
+            f"The pristine copy of the shop ({template}) is damaged, so a reset would copy the damage: {damaged_message(check)}.",
+            f"Rebuild it with 'labkit load --force' (the current {target} is kept as a renamed copy).",
         )
-        admin.execute(sql.SQL("ALTER DATABASE {} SET timezone = 'UTC'").format(sql.Identifier(SHOP_DB)))
+    with _connect(info) as admin:
+        _drop(admin, target)
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(sql.Identifier(target), sql.Identifier(template)))
+        admin.execute(sql.SQL("ALTER DATABASE {} SET timezone = 'UTC'").format(sql.Identifier(target)))
     return time.perf_counter() - started
 
 
-def ensure_shop(info: ConnectionInfo, *, scale: float | None = None, progress: bool = True) -> None:
-    """Make sure ``shop`` exists and is current: a quick check when it is; load or reset when not."""
+def _scale_note(meta: dict[str, str], scale: float | None) -> list[str]:
+    loaded = meta.get("scale")
+    if scale is None or loaded is None or loaded == f"{scale:g}":
+        return []
+    return [
+        f"the shop is loaded at scale {loaded}, not {scale:g}, and is left as it is; "
+        f"run 'labkit load --scale {scale:g}' to reload it at scale {scale:g} (the current shop is kept as a renamed copy)."
+    ]
+
+
+@_clear_errors
+def ensure_shop(info: ConnectionInfo, *, scale: float | None = None, progress: bool = True, confirmed: bool = False) -> list[str]:
+    """Make sure ``shop`` exists and is current: a quick check when it is; reset or load when not.
+
+    Returns notes for the learner on what was done or found (empty when all was well). ``shop``
+    is only rebuilt when it is really stale (its ``public.labkit_meta`` is missing or names another
+    schema version), and then the old one is kept under another name, never dropped.
+    """
+    notes: list[str] = []
+    if scale is not None:
+        scale = capacity.check_scale(scale)
+    if _drop_leftover(info):
+        notes.append(f"removed {LOADING_DB}, an unfinished copy left by an interrupted load.")
     version = schema.schema_version()
-    shop_meta = _meta(info, SHOP_DB)
-    if shop_meta.get("schema_version") == version and shop_meta.get("schema_stage") == "finish":
-        return
-    template_meta = _meta(info, TEMPLATE_DB)
-    if template_meta.get("schema_version") == version and template_meta.get("schema_stage") == "finish":
+    shop_meta = _read_meta(info, SHOP_DB)
+    why = _stale(shop_meta, version) if shop_meta is not None else None
+    if shop_meta is not None and why is None:
+        notes += _scale_note(shop_meta, scale)
+        check = verify(info, SHOP_DB)
+        if not check.ok:
+            notes.append(
+                f"the shop database is damaged: {damaged_message(check)}. "
+                "Run 'labkit reset' to restore it from its pristine copy (changes made in it are lost), or 'labkit check'."
+            )
+        return notes
+    template_meta = _template_meta(info, TEMPLATE_DB)
+    if _stale(template_meta, version) is None and verify(info, TEMPLATE_DB).ok:
+        kept = None
+        if shop_meta is not None:
+            with _connect(info) as admin:
+                kept = _keep(admin)
         reset(info)
-        return
+        if kept and why:
+            notes.append(kept_note(kept, why))
+        return notes + _scale_note(template_meta, scale)
     previous = template_meta.get("scale")
-    chosen = scale if scale is not None else float(previous) if previous else 1.0
+    try:
+        chosen = scale if scale is not None else capacity.check_scale(previous) if previous else 1.0
+    except LabkitError:
+        chosen = 1.0
     if template_meta and progress:
         print("labkit: the shop's schema changed since it was loaded; reloading it.", file=sys.stderr)
-    load(info, scale=chosen, progress=progress, force=True)
+    outcome = load(info, scale=chosen, progress=progress, force=True, confirmed=confirmed)
+    if outcome.kept:
+        notes.append(kept_note(outcome.kept, why or "was replaced by a new load"))
+    return notes
 
 
 def checksum(info: ConnectionInfo, dbname: str = SHOP_DB) -> str:
     """A checksum of every table's contents, whatever their physical order (for tests)."""
     tables = sorted(bulkload.shop_tables(info, dbname))
-    with info.connect(dbname) as conn:
+    with _connect(info, dbname) as conn:
         parts = []
         for name in tables:
             row = conn.execute(
-                sql.SQL("SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM {} t").format(sql.Identifier(name))
+                sql.SQL("SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM {} t").format(
+                    sql.Identifier("public", name)
+                )
             ).fetchone()
             parts.append(f"{name}:{row[0] if row else ''}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
@@ -190,13 +491,17 @@ def checksum(info: ConnectionInfo, dbname: str = SHOP_DB) -> str:
 
 def status(info: ConnectionInfo) -> dict[str, Any]:
     """What is loaded: seed, scale, schema version, row counts."""
-    meta = _meta(info, SHOP_DB)
+    try:
+        meta = _read_meta(info, SHOP_DB)
+    except ShopError:
+        meta = None
     if not meta:
         return {"loaded": False}
-    with info.connect(SHOP_DB) as conn:
+    with _connect(info, SHOP_DB) as conn:
         counts = dict(
             conn.execute(  # type: ignore[arg-type]
-                "SELECT relname, n_live_tup FROM pg_stat_user_tables WHERE relname NOT LIKE '%\\_20%' ORDER BY relname"
+                "SELECT relname, n_live_tup FROM pg_catalog.pg_stat_user_tables "
+                "WHERE schemaname = 'public' AND relname NOT LIKE '%\\_20%' ORDER BY relname"
             ).fetchall()
         )
     return {"loaded": True, **meta, "rows": counts}

@@ -1,4 +1,5 @@
 -- Trigger functions (the triggers themselves are created after the bulk load, in finish/).
+-- Tables are schema-qualified: the triggers fire whatever the learner's search_path is.
 
 -- As in the seed.
 CREATE OR REPLACE FUNCTION update_updated_at() RETURNS trigger
@@ -16,7 +17,7 @@ $$;
 CREATE OR REPLACE FUNCTION audit_trigger_function() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO audit_log (table_name, operation, user_id, old_data, new_data, query)
+    INSERT INTO public.audit_log (table_name, operation, user_id, old_data, new_data, query)
     VALUES (
         TG_TABLE_NAME,
         TG_OP,
@@ -36,16 +37,39 @@ $$;
 -- unknown product the seed's comparison is NULL, so it silently reserves nothing.
 -- One guarded UPDATE checks and reserves atomically: the row lock serialises concurrent
 -- reservations, and a waiting UPDATE re-evaluates its WHERE clause on the committed row.
+-- The seed inserts items without product_created_at (the second half of the foreign key to the
+-- partitioned products): when it is missing it is taken from the product, and so are a missing
+-- unit_price (the current price) and product_snapshot (sku, name, price at the time of the order).
 CREATE OR REPLACE FUNCTION check_stock_availability() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    matches integer;
 BEGIN
-    UPDATE products
+    IF NEW.product_created_at IS NULL OR NEW.unit_price IS NULL OR NEW.product_snapshot IS NULL THEN
+        SELECT count(*) OVER (), p.created_at,
+               coalesce(NEW.unit_price, p.price),
+               coalesce(NEW.product_snapshot, jsonb_build_object('sku', p.sku, 'name', p.name, 'price', p.price))
+          INTO matches, NEW.product_created_at, NEW.unit_price, NEW.product_snapshot
+          FROM public.products p
+         WHERE p.id = NEW.product_id
+           AND (NEW.product_created_at IS NULL OR p.created_at = NEW.product_created_at)
+         LIMIT 1;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'There is no product % to order', NEW.product_id
+                USING ERRCODE = 'foreign_key_violation';
+        ELSIF matches > 1 THEN
+            RAISE EXCEPTION 'Product id % exists with several creation times', NEW.product_id
+                USING ERRCODE = 'foreign_key_violation',
+                      HINT = 'Give product_created_at too: (product_id, product_created_at) is the product''s key.';
+        END IF;
+    END IF;
+    UPDATE public.products
        SET reserved_quantity = reserved_quantity + NEW.quantity
      WHERE id = NEW.product_id
        AND created_at = NEW.product_created_at      -- the partition key: prunes to one partition
        AND stock_quantity - reserved_quantity >= NEW.quantity;
     IF NOT FOUND THEN
-        IF EXISTS (SELECT FROM products
+        IF EXISTS (SELECT FROM public.products
                     WHERE id = NEW.product_id AND created_at = NEW.product_created_at) THEN
             RAISE EXCEPTION 'Insufficient stock for product %', NEW.product_id
                 USING ERRCODE = 'check_violation';
