@@ -24,6 +24,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     if args.scale is not None:
         capacity.check_scale(args.scale)
     settings = settings_from(args)
+    capacity.check_scale(settings.scale)  # LABKIT_SCALE or labkit.toml, before a server is started
     info = lifecycle.ensure_server(settings)
     with lifecycle.locked(settings):
         outcome = database.load(

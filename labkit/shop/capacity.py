@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,3 +141,44 @@ def available_memory() -> int | None:
         return int(psutil.virtual_memory().available)
     except Exception:  # no way to know: skip the check
         return None
+
+
+DISK_RESERVE = 128 * MB  # a load is stopped before free space falls below this: the server keeps room for its WAL
+
+
+class DiskGuard:
+    """While a load runs into ``dbname``: if free space under ``data_dir`` falls below the reserve,
+    cancel the load's sessions, so that the disk never fills and the server never stops for want
+    of room for its WAL. ``tripped`` says whether it did. Does nothing when ``data_dir`` is None."""
+
+    def __init__(self, info: ConnectionInfo, data_dir: Path | None, dbname: str, *, reserve: int = DISK_RESERVE) -> None:
+        self.info, self.data_dir, self.dbname, self.reserve = info, data_dir, dbname, reserve
+        self.tripped = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="labkit-disk-guard", daemon=True)
+
+    def __enter__(self) -> DiskGuard:
+        if self.data_dir is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread.ident is not None:
+            self._thread.join()
+
+    def _watch(self) -> None:
+        assert self.data_dir is not None
+        while not self._done.wait(0.1):
+            try:
+                if free_disk(self.data_dir) >= self.reserve:
+                    continue
+                self.tripped = True
+                with self.info.connect() as conn:
+                    conn.execute(
+                        "SELECT pg_catalog.pg_cancel_backend(pid) FROM pg_catalog.pg_stat_activity "
+                        "WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()",
+                        [self.dbname],
+                    )
+            except (OSError, psycopg.Error):
+                continue

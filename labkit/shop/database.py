@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -213,8 +214,11 @@ class Loaded:
     kept: str | None = None
 
 
-def _check_capacity(admin: psycopg.Connection, info: ConnectionInfo, scale: float, target: str, *, confirmed: bool, progress: bool) -> None:
-    """Say what a large load takes; refuse one the machine cannot hold unless ``confirmed``."""
+def _check_capacity(
+    admin: psycopg.Connection, info: ConnectionInfo, scale: float, target: str, *, confirmed: bool, progress: bool
+) -> Path | None:
+    """Say what a large load takes; refuse one the machine cannot hold unless ``confirmed``.
+    Returns the server's data directory when it is on this machine (for the disk guard)."""
     estimate = capacity.Estimate.for_scale(scale)
     row = admin.execute(
         "SELECT coalesce(sum(pg_catalog.pg_database_size(datname)), 0) FROM pg_catalog.pg_database WHERE datname IN (%s, %s)",
@@ -237,6 +241,7 @@ def _check_capacity(admin: psycopg.Connection, info: ConnectionInfo, scale: floa
             f"Loading the shop at scale {scale:g} needs {'; and '.join(problems)}.",
             f"Choose a smaller --scale, free some space{space}, or add --yes to 'labkit load' to try anyway.",
         )
+    return data_dir
 
 
 @_clear_errors
@@ -272,7 +277,7 @@ def load(
                     reset(info)
                 return Loaded(False)
         _check_privileges(admin)
-        _check_capacity(admin, info, scale, target, confirmed=confirmed, progress=progress)
+        data_dir = _check_capacity(admin, info, scale, target, confirmed=confirmed, progress=progress)
         _drop(admin, LOADING_DB)
         admin.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'").format(
@@ -280,10 +285,20 @@ def load(
             )
         )
     started = time.perf_counter()
+    guard = capacity.DiskGuard(info, data_dir, LOADING_DB)
     try:
-        rows = _build(info, LOADING_DB, seed=seed, scale=scale, progress=progress, boundaries=boundaries)
+        with guard:
+            rows = _build(info, LOADING_DB, seed=seed, scale=scale, progress=progress, boundaries=boundaries)
     except BaseException as exc:
-        if not _drop_leftover(info) and isinstance(exc, psycopg.Error):
+        dropped = _drop_leftover(info)
+        if guard.tripped:
+            raise ShopError(
+                f"The disk holding the lab server's data ({data_dir}) was nearly full, so the load at scale {scale:g} was "
+                f"stopped before the server ran out of space (it keeps {capacity.human(capacity.DISK_RESERVE)} free). "
+                "Nothing was replaced" + (" and the unfinished copy was removed." if dropped else "."),
+                "Free some space (kept copies of the shop: 'labkit drop-kept'), or load a smaller --scale.",
+            ) from exc
+        if not dropped and isinstance(exc, psycopg.Error):
             raise ShopError(
                 f"The load failed and the lab server stopped answering: {_first_line(exc)}. Nothing was replaced.",
                 "Run 'labkit status'; the next 'labkit up' or 'labkit load' removes the unfinished copy (shop_loading). "
