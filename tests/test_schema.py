@@ -502,6 +502,47 @@ def test_stock_trigger_reserves_and_refuses_over_reservation(tx: psycopg.Connect
         _add_item(tx, keys, 1, created_at="2024-02-01 10:00:01+00")
 
 
+
+def test_the_design_documents_insert_takes_the_items_product_time_from_the_product(tx: psycopg.Connection) -> None:
+    keys = _sample(tx, stock=3)
+    product_id, created_at = keys["product"]
+    # as the design document writes it: no product_created_at (the second half of the product's key)
+    item = _one(
+        tx,
+        "INSERT INTO order_items (order_id, product_id, quantity, unit_price, product_snapshot) "
+        "VALUES (%s, %s, 2, 9.99, '{\"sku\": \"SKU-1\"}') RETURNING product_created_at, unit_price, product_snapshot",
+        [keys["order"], product_id],
+    )
+    assert item == (created_at, Decimal("9.99"), {"sku": "SKU-1"})
+    assert _one(tx, "SELECT reserved_quantity FROM products WHERE id = %s", [product_id]) == 2
+    # the seed's shorter form: price and snapshot from the product as it is now
+    item = _one(
+        tx,
+        "INSERT INTO order_items (order_id, product_id, quantity) VALUES (%s, %s, 1) RETURNING unit_price, product_snapshot",
+        [keys["order"], product_id],
+    )
+    assert item == (Decimal("9.99"), {"sku": "SKU-1", "name": "Hammer", "price": 9.99})
+    with pytest.raises(psycopg.errors.CheckViolation, match="Insufficient stock"), tx.transaction():
+        tx.execute("INSERT INTO order_items (order_id, product_id, quantity) VALUES (%s, %s, 1)", [keys["order"], product_id])
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="no product"), tx.transaction():
+        tx.execute("INSERT INTO order_items (order_id, product_id, quantity) VALUES (%s, uuid_generate_v4(), 1)", [keys["order"]])
+    # the composite foreign key stays
+    assert _one(
+        tx, "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'order_items_product_fkey'"
+    ) == "FOREIGN KEY (product_id, product_created_at) REFERENCES products(id, created_at) ON DELETE RESTRICT"
+
+
+def test_a_product_id_with_two_creation_times_must_say_which(tx: psycopg.Connection) -> None:
+    keys = _sample(tx, stock=3)
+    product_id = keys["product"][0]
+    tx.execute(
+        "INSERT INTO products (id, sku, name, price, stock_quantity, category_id, created_at) "
+        "VALUES (%s, 'SKU-2', 'Hammer II', 5, 3, 1, '2025-03-01 00:00+00')",
+        [product_id],
+    )
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="several creation times"), tx.transaction():
+        tx.execute("INSERT INTO order_items (order_id, product_id, quantity) VALUES (%s, %s, 1)", [keys["order"], product_id])
+
 SEED_STOCK_FUNCTION = """
 CREATE OR REPLACE FUNCTION check_stock_availability()
 RETURNS TRIGGER AS $$

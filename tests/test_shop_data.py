@@ -169,7 +169,7 @@ def test_reset_restores_the_exact_data(shop: ConnectionInfo) -> None:
 def test_loading_again_is_a_no_op(shop: ConnectionInfo) -> None:
     with shop.connect("shop") as conn:
         scale = float(conn.execute("SELECT value FROM labkit_meta WHERE key = 'scale'").fetchone()[0])  # type: ignore[index]
-    assert database.load(shop, scale=scale, progress=False) is False
+    assert database.load(shop, scale=scale, progress=False).loaded is False
 
 
 def test_checksum_is_stable_across_two_loads(server: ConnectionInfo) -> None:
