@@ -65,7 +65,30 @@ def _has_notes(info: ConnectionInfo, dbname: str) -> bool:
         return conn.execute("SELECT to_regclass('mywork.notes') IS NOT NULL").fetchone() == (True,)
 
 
+@pytest.fixture
+def server_tmp() -> Iterator[Path]:
+    """A folder for a test's own lab server, outside pytest's temporary root: another pytest run
+    starting meanwhile makes that root mode 0700 again, and the server user loses its way in."""
+    folder = Path(tempfile.mkdtemp(prefix="labkit-shop-test-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 # -- 2: nothing of the learner's is dropped --------------------------------------------------------
+
+
+def test_the_first_up_on_a_new_server_loads_the_shop(server_tmp: Path) -> None:
+    state = reachable(server_tmp / "state")
+    env = state_env(state, LABKIT_SERVER="portable")
+    with stopped_afterwards(state, env):
+        up = labkit("up", env=env, timeout=600)
+        log = next(state.rglob("server.log"), None)
+        assert up.returncode == 0, up.stderr + (log.read_text()[-3000:] if log else "")
+        assert "rebuilt" not in up.stderr and "kept" not in up.stderr
+        check = labkit("check", env=env)
+        assert check.returncode == 0 and "shop: ok" in check.stdout and "shop_template: ok" in check.stdout, check.stdout
 
 
 def test_up_keeps_a_learners_schema_and_search_path(pristine_shop: ConnectionInfo) -> None:

@@ -91,6 +91,9 @@ def _read_meta(info: ConnectionInfo, dbname: str) -> dict[str, str] | None:
     """``dbname``'s ``public.labkit_meta``: None if the database does not exist, {} if it has no
     such table. Any other failure (a damaged file, a server that refuses) is a ShopError: it
     says nothing about the shop being stale, so nothing is rebuilt on it."""
+    with _connect(info) as admin:
+        if not _exists(admin, dbname):
+            return None
     try:
         with _connect(info, dbname) as conn:
             try:
@@ -98,8 +101,6 @@ def _read_meta(info: ConnectionInfo, dbname: str) -> dict[str, str] | None:
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
                 return {}
             return {str(k): str(v) for k, v in rows}
-    except psycopg.errors.InvalidCatalogName:
-        return None
     except psycopg.Error as exc:
         raise ShopError(
             f"labkit cannot read the {dbname!r} database's labkit_meta: {_first_line(exc)}.",
@@ -373,11 +374,10 @@ def verify(info: ConnectionInfo, dbname: str) -> Check:
     """A cheap check that every relation of ``dbname`` has its file and every table can be read
     (its first page): catches files removed or lost under the data directory."""
     check = Check(dbname)
-    try:
-        conn = _connect(info, dbname)
-    except psycopg.errors.InvalidCatalogName:
-        return Check(dbname, exists=False)
-    with conn:
+    with _connect(info) as admin:
+        if not _exists(admin, dbname):
+            return Check(dbname, exists=False)
+    with _connect(info, dbname) as conn:
         conn.execute("SET lock_timeout = '2s'")
         conn.execute("SET statement_timeout = '60s'")
         reported: set[str] = set()
