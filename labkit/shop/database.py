@@ -96,6 +96,7 @@ def _read_meta(info: ConnectionInfo, dbname: str) -> dict[str, str] | None:
             return None
     try:
         with _connect(info, dbname) as conn:
+            conn.execute("SET lock_timeout = '5s'")  # a session holding a lock on it must not hang labkit
             try:
                 rows = conn.execute("SELECT key, value FROM public.labkit_meta").fetchall()
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
