@@ -319,6 +319,21 @@ def test_check_and_up_find_a_table_file_removed_from_the_shop(pristine_shop: Con
     assert labkit("check", env=_project_env()).returncode == 0
 
 
+def test_up_says_when_the_pristine_copy_is_missing(pristine_shop: ConnectionInfo) -> None:
+    with pristine_shop.connect() as conn:
+        conn.execute("ALTER DATABASE shop_template RENAME TO t_shop_template_aside")
+    try:
+        up = labkit("up", env=_project_env())
+        assert up.returncode == 0, up.stderr
+        assert "pristine copy (shop_template) is missing" in up.stderr and "labkit load --force" in up.stderr
+        reset = labkit("reset", env=_project_env())
+        _no_traceback(reset)
+        assert reset.returncode == database.ShopError.exit_code and "no pristine copy" in reset.stderr
+    finally:
+        with pristine_shop.connect() as conn:
+            conn.execute("ALTER DATABASE t_shop_template_aside RENAME TO shop_template")
+
+
 def test_reset_refuses_a_damaged_template(server: ConnectionInfo) -> None:
     template, target = "t_shop_faults_template", "t_shop_faults_target"
     database.load(server, scale=SMALL, progress=False, force=True, target=template)

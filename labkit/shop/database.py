@@ -466,6 +466,12 @@ def ensure_shop(info: ConnectionInfo, *, scale: float | None = None, progress: b
                 f"the shop database is damaged: {damaged_message(check)}. "
                 "Run 'labkit reset' to restore it from its pristine copy (changes made in it are lost), or 'labkit check'."
             )
+        template = verify(info, TEMPLATE_DB)
+        if not template.ok:
+            state = f"is damaged: {damaged_message(template)}" if template.exists else "is missing"
+            notes.append(
+                f"the shop's pristine copy ({TEMPLATE_DB}) {state}, so 'labkit reset' cannot work: 'labkit load --force' rebuilds it."
+            )
         return notes
     template_meta = _template_meta(info, TEMPLATE_DB)
     if _stale(template_meta, version) is None and verify(info, TEMPLATE_DB).ok:
