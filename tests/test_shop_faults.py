@@ -135,6 +135,16 @@ def test_load_force_keeps_the_shop_it_replaces(pristine_shop: ConnectionInfo) ->
     assert dropped.returncode == 0 and "Dropped" in dropped.stdout
 
 
+def test_load_drops_the_old_shop_only_when_asked(pristine_shop: ConnectionInfo) -> None:
+    _learner_work(pristine_shop)
+    before = _databases(pristine_shop, "shop\\_before\\_%")
+    run = labkit("load", "--force", "--drop-old-shop", env=_project_env())
+    assert run.returncode == 0, run.stderr
+    assert _databases(pristine_shop, "shop\\_before\\_%") == before
+    assert "kept" not in run.stderr
+    assert not _has_notes(pristine_shop, "shop")
+
+
 def test_labkits_functions_and_triggers_ignore_the_learners_search_path(pristine_shop: ConnectionInfo) -> None:
     _learner_work(pristine_shop)
     with pristine_shop.connect("shop") as conn:
