@@ -95,12 +95,16 @@ REVOKE = "REVOKE EXECUTE ON FUNCTION recent_order_count(uuid) FROM PUBLIC"
 
 
 @pytest.mark.parametrize(("exercise", "answer"), [
-    ("12.2", "GRANT SELECT ON users TO PUBLIC; GRANT UPDATE (last_login_at) ON users TO PUBLIC"),  # the hole left open
-    ("12.3", f"CREATE POLICY p ON orders FOR SELECT USING (user_id = {ACTING_USER})"),  # RLS never enabled
-    ("12.3", f"ALTER TABLE orders ENABLE ROW LEVEL SECURITY; CREATE POLICY p ON orders FOR SELECT USING (user_id = {ACTING_USER} "
+    ("12.2", "GRANT SELECT ON products TO PUBLIC"),  # cost and stock still readable
+    ("12.2", "GRANT SELECT (sku, name, description, price, categories), UPDATE ON products TO PUBLIC"),  # still writable
+    ("12.3", f"CREATE POLICY p ON order_items FOR SELECT USING (EXISTS (SELECT FROM orders o "
+             f"WHERE o.id = order_items.order_id AND o.user_id = {ACTING_USER}))"),  # RLS never enabled
+    ("12.3", f"ALTER TABLE order_items ENABLE ROW LEVEL SECURITY; CREATE POLICY p ON order_items FOR SELECT USING ("
+             f"EXISTS (SELECT FROM orders o WHERE o.id = order_items.order_id AND o.user_id = {ACTING_USER}) "
              f"OR EXISTS (SELECT FROM users u WHERE u.id = {ACTING_USER} AND u.role = 'admin'))"),  # guests see their own
-    ("12.3", "ALTER TABLE orders ENABLE ROW LEVEL SECURITY; CREATE POLICY p ON orders FOR SELECT "
-             "USING (user_id = current_setting('app.current_user_id', true)::uuid)"),  # an empty setting fails the cast
+    ("12.3", "ALTER TABLE order_items ENABLE ROW LEVEL SECURITY; CREATE POLICY p ON order_items FOR SELECT USING (EXISTS ("
+             "SELECT FROM orders o WHERE o.id = order_items.order_id "
+             "AND o.user_id = current_setting('app.current_user_id', true)::uuid))"),  # an empty setting fails the cast
     ("12.4", f"ALTER TABLE orders ENABLE ROW LEVEL SECURITY; CREATE POLICY s ON orders FOR SELECT USING (user_id = {ACTING_USER}); "
              f"CREATE POLICY u ON orders FOR UPDATE USING (user_id = {ACTING_USER} AND status = 'pending')"),  # no WITH CHECK
     ("12.4", f"ALTER TABLE orders ENABLE ROW LEVEL SECURITY; CREATE POLICY s ON orders FOR SELECT USING (user_id = {ACTING_USER}); "
