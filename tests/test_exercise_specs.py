@@ -86,3 +86,36 @@ def test_an_unknown_policy_key_is_an_error_not_ignored(tmp_path: Path) -> None:
     nbformat.write(nb, tmp_path / "99-typo.ipynb")
     with pytest.raises(ValueError, match=r"unknown policy key.*order_by"):
         refresh.solutions(tmp_path / "99-typo.ipynb")
+
+
+ACTING_USER = "NULLIF(current_setting('app.current_user_id', true), '')::uuid"
+DEFINER = ("CREATE FUNCTION recent_order_count(customer uuid) RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER {setting} AS $$ BEGIN "
+           "RETURN (SELECT count(*) FROM orders WHERE user_id = customer AND created_at >= labkit_today() - 30); END $$; {revoke}")
+REVOKE = "REVOKE EXECUTE ON FUNCTION recent_order_count(uuid) FROM PUBLIC"
+
+
+@pytest.mark.parametrize(("exercise", "answer"), [
+    ("12.2", "GRANT SELECT ON products TO PUBLIC"),  # cost and stock still readable
+    ("12.2", "GRANT SELECT (sku, name, description, price, categories), UPDATE ON products TO PUBLIC"),  # still writable
+    ("12.3", f"CREATE POLICY p ON order_items FOR SELECT USING (EXISTS (SELECT FROM orders o "
+             f"WHERE o.id = order_items.order_id AND o.user_id = {ACTING_USER}))"),  # RLS never enabled
+    ("12.3", f"ALTER TABLE order_items ENABLE ROW LEVEL SECURITY; CREATE POLICY p ON order_items FOR SELECT USING ("
+             f"EXISTS (SELECT FROM orders o WHERE o.id = order_items.order_id AND o.user_id = {ACTING_USER}) "
+             f"OR EXISTS (SELECT FROM users u WHERE u.id = {ACTING_USER} AND u.role = 'admin'))"),  # guests see their own
+    ("12.3", "ALTER TABLE order_items ENABLE ROW LEVEL SECURITY; CREATE POLICY p ON order_items FOR SELECT USING (EXISTS ("
+             "SELECT FROM orders o WHERE o.id = order_items.order_id "
+             "AND o.user_id = current_setting('app.current_user_id', true)::uuid))"),  # an empty setting fails the cast
+    ("12.4", f"ALTER TABLE orders ENABLE ROW LEVEL SECURITY; CREATE POLICY s ON orders FOR SELECT USING (user_id = {ACTING_USER}); "
+             f"CREATE POLICY u ON orders FOR UPDATE USING (user_id = {ACTING_USER} AND status = 'pending')"),  # no WITH CHECK
+    ("12.4", f"ALTER TABLE orders ENABLE ROW LEVEL SECURITY; CREATE POLICY s ON orders FOR SELECT USING (user_id = {ACTING_USER}); "
+             f"CREATE POLICY u ON orders FOR UPDATE USING (user_id = {ACTING_USER} AND status = 'pending') "
+             "WITH CHECK (status = 'cancelled')"),  # orders can be handed to another user
+    ("12.5", f"ALTER TABLE user_events ENABLE ROW LEVEL SECURITY; CREATE POLICY own ON user_events USING (user_id = {ACTING_USER})"),
+    ("12.6", DEFINER.format(setting="", revoke=REVOKE)),  # the caller's search_path is used
+    ("12.6", DEFINER.format(setting="SET search_path = public", revoke=REVOKE)),  # pg_temp, not listed, comes first
+    ("12.6", DEFINER.format(setting="SET search_path = public, pg_temp", revoke="")),  # everyone may still call it
+    ("12.7", "CREATE SCHEMA billing; ALTER DEFAULT PRIVILEGES IN SCHEMA billing REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC"),
+])  # fmt: skip
+def test_security_exercises_reject_the_traps_they_teach(shop: ConnectionInfo, exercise: str, answer: str) -> None:
+    with shop.connect("shop") as conn:
+        assert not checker.evaluate(conn, exercise, answer, count_attempt=False).passed

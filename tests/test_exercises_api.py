@@ -101,6 +101,17 @@ def test_state_and_plan_checks_leave_the_shop_unchanged(exercises) -> None:  # t
     assert exercises.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'logs'").fetchone() == (2,)
 
 
+def test_a_state_check_of_several_statements_compares_the_last_result(shop: ConnectionInfo) -> None:
+    state_sql = "SET LOCAL ROLE pg_read_all_data; SELECT current_user AS reader, sum(price) AS total FROM products"
+    spec = {"kind": "state", "salt": "s", "state_sql": state_sql}
+    answer = "UPDATE products SET price = price * 2 WHERE sku LIKE 'EC%'"
+    with shop.connect("shop") as conn:
+        spec["expected"] = refresh.expected_for(conn, spec, answer)
+        assert len(spec["expected"]["columns"]) == 2  # reader, total: not the empty result of SET
+        assert checking.evaluate(conn, "99.6", answer, spec_=spec, count_attempt=False).passed
+        assert not checking.evaluate(conn, "99.6", answer.replace("* 2", "* 3"), spec_=spec, count_attempt=False).passed
+
+
 def test_check_raises_with_feedback_only(shop: ConnectionInfo, exercises) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(checking.ExerciseFailed) as raised:
         checking.check(shop, "shop", "99.1", "SELECT 1")

@@ -111,6 +111,8 @@ def run_query(
         for _ in range(setup_runs if setup is not None else 0):
             conn.execute(setup)  # type: ignore[arg-type]
         cur = conn.execute(sql)  # type: ignore[arg-type]
+        while cur.nextset():  # several statements (e.g. SET LOCAL ROLE …; SELECT …): the last one's result counts
+            pass
         if cur.description is None:
             return [], []
         return [d.name for d in cur.description], cur.fetchall()
