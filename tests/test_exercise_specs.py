@@ -112,7 +112,7 @@ def key_expressions(sql: str) -> set[str]:
             found.add(rf"\b{re.escape(node.funcname[-1].sval.lower())}\s*\(")
         if isinstance(node, ast.TypeCast) and node.typeName.names:
             found.add(rf"::\s*{re.escape(node.typeName.names[-1].sval.lower())}\b")
-        if isinstance(node, ast.A_Expr) and node.name and (op := node.name[-1].sval) in KEY_OPERATORS + ("?",):
+        if isinstance(node, ast.A_Expr) and node.name and (op := node.name[-1].sval) in (*KEY_OPERATORS, "?"):
             found.add(r"\?\s*'" if op == "?" else rf"(?<![-@#<>|?&]){re.escape(op)}(?![-@#<>|?&])")
     normalized = " ".join(sql.lower().split())
     found.update(re.escape(clause) for clause in KEY_CLAUSES if clause in normalized)

@@ -120,8 +120,11 @@ def atomic_write(path: Path, text: str) -> None:
             os.fsync(out.fileno())
         os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # no space left, a file size limit, …
+            message = f"Could not write {path}: {exc.strerror or exc}; it is unchanged."
+            raise ReleaseError(message, "Free some space and run it again.") from exc
         raise
 
 
