@@ -7,10 +7,12 @@ asked (``shop.hint``) or the check offered one after repeated failures; the coun
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from typing import Any
 
 LEVELS = ("the concept", "the approach", "nearly the answer")
+WIDTH = 100  # a notebook shows plain text as it is: lines of a readable length
 shown: Counter[str] = Counter()
 
 
@@ -40,10 +42,10 @@ def next_hint(exercise: str, spec: dict[str, Any]) -> Hint:
     left = len(hints) - index - 1
     head = f"Hint {index + 1} of {len(hints)} for {exercise} ({level_name(index, len(hints))}): {hints[index]}"
     if left:
-        more = f"{left} more: shop.hint({exercise!r}) again."
+        more = f"{left} more: shop.hint(\"{exercise}\") again."
     else:
-        more = f"That was the last hint; after a checked attempt, shop.solution({exercise!r}) shows a reference solution."
-    return Hint(f"{head}\n{more}")
+        more = f"That was the last hint; after a checked attempt, shop.solution(\"{exercise}\") shows a reference solution."
+    return Hint(f"{textwrap.fill(head, WIDTH)}\n{more}")
 
 
 def automatic(exercise: str, spec: dict[str, Any]) -> str | None:
@@ -52,5 +54,5 @@ def automatic(exercise: str, spec: dict[str, Any]) -> str | None:
     if not hints:
         return None
     if shown[exercise] >= len(hints):
-        return f"All {len(hints)} hints were shown; shop.solution({exercise!r}) shows a reference solution."
+        return f"All {len(hints)} hints were shown; shop.solution(\"{exercise}\") shows a reference solution."
     return next_hint(exercise, spec).replace("\n", " ")

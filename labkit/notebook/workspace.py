@@ -151,9 +151,9 @@ def reference_solution(exercise: str, attempts: int, course_dir: Path = NOTEBOOK
     if os.environ.get(SOLUTIONS_ENV, "").strip().lower() in {"0", "off", "no", "false"}:
         return Shown(f"Reference solutions are switched off here ({SOLUTIONS_ENV}); ask your instructor.")
     if attempts < 1:
-        return Shown(f"Try it first: write your answer in {variable} and run its check cell, shop.check({exercise!r}, {variable}). "
-                     f"After one checked attempt, shop.solution({exercise!r}) shows a reference solution "
-                     f"(and shop.hint({exercise!r}) helps before that).")  # fmt: skip
+        return Shown(f"Try it first: write your answer in {variable} and run its check cell, shop.check(\"{exercise}\", {variable}). "
+                     f"After one checked attempt, shop.solution(\"{exercise}\") shows a reference solution "
+                     f"(and shop.hint(\"{exercise}\") helps before that).")  # fmt: skip
     from labkit.exercises.refresh import all_solutions
 
     try:
