@@ -119,6 +119,11 @@ def test_a_course_update_is_offered_beside_an_edited_copy(tmp_path: Path) -> Non
     assert any("your copy stays as it is" in line and offered.name in line for line in report.lines())
     assert workspace.update(folder, course).lines() == []  # offered once; nothing more to say
     assert (folder / NOTEBOOK).read_bytes() == mine
+    offered.unlink()  # the student took what they wanted from it: it is not offered again
+    assert workspace.update(folder, course).lines() == [] and not offered.exists()
+    workspace.update(folder, course)
+    _change_course(course / NOTEBOOK, "A paragraph the student has not seen.")
+    assert workspace.update(folder, course).offered == {NOTEBOOK: offered.name}  # a newer version is
     # The student edits the offered copy too; the course changes again: the edited offer is not written over.
     offered.write_text(offered.read_text().replace("A new paragraph", "My notes on a new paragraph"))
     kept = offered.read_bytes()

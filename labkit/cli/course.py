@@ -14,6 +14,7 @@ from types import FrameType
 from labkit.cli.common import AddCommand, settings_from
 from labkit.cli.server import cmd_up
 from labkit.config import NOTEBOOKS_DIR
+from labkit.errors import LabkitError
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -31,6 +32,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
             print(line)
     cmd_up(argparse.Namespace(**{**vars(args), "no_data": False}))
     jupyter = shutil.which("jupyter") or os.path.join(os.path.dirname(sys.executable), "jupyter")
+    if not os.access(jupyter, os.X_OK):
+        raise LabkitError("JupyterLab is not installed in this environment.", "Install the project into it: pip install -e . (see README).")
     argv = [jupyter, "lab", f"--notebook-dir={folder}", "--ServerApp.ip=127.0.0.1"]
     if args.no_browser:
         argv.append("--no-browser")

@@ -114,8 +114,8 @@ def update(folder: Path, course_dir: Path = NOTEBOOKS_DIR) -> WorkspaceReport:
         else:
             offer = folder / offer_name(path.name)
             theirs = _hash_of(offer)
-            if theirs == course:
-                pass  # already offered, as it is
+            if theirs == course or (theirs is None and entry.get("offered") == course):
+                pass  # already offered, as it is (or the student took what they wanted and deleted it)
             elif theirs is not None and theirs != entry.get("offered"):
                 report.kept_offer.append(offer.name)
             else:
