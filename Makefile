@@ -5,10 +5,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: lab test install lint bench clean
+.PHONY: lab lab-instructor test install lint bench clean
 
-lab: install
+lab: install  # JupyterLab on your student workspace (workspace/, never tracked by git)
 	$(BIN)/labkit lab
+
+lab-instructor: install  # JupyterLab on the instructor notebooks (notebooks/, with solutions)
+	$(BIN)/labkit lab --instructor
 
 test: install
 	LABKIT_TEST_TOOLS=1 scripts/system-packages

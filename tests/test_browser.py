@@ -7,6 +7,7 @@ errors. A screenshot is kept in artifacts/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -18,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -70,7 +72,9 @@ def jupyterlab(shop: ConnectionInfo, tmp_path_factory: pytest.TempPathFactory) -
                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root / 'notebooks'}"]  # fmt: skip
     if os.geteuid() == 0:
         command.append("--allow-root")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings)})
+    # Settings of its own; no tabs restored from other runs.
+    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(root / "layouts")}
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
@@ -152,3 +156,121 @@ def test_notebook_00_runs_in_a_real_browser(jupyterlab: tuple[str, Path]) -> Non
         raise
     finally:
         driver.quit()
+
+
+@contextlib.contextmanager
+def _jupyterlab_on(folder: Path, home: Path) -> Iterator[str]:
+    """JupyterLab serving ``folder`` on a free localhost port, as ``labkit lab`` starts it; yields its base URL with the token."""
+    port, token = _free_port(), secrets.token_hex(16)
+    settings = home / "settings"
+    for extension, text in [("notebook-extension/tracker", '{"windowingMode": "none"}'),  # every cell rendered
+                            ("apputils-extension/notification", '{"fetchNews": "false"}')]:  # fmt: skip
+        path = settings / "@jupyterlab" / f"{extension}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}"]  # fmt: skip
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    with open(home / "jupyterlab.log", "w") as log:
+        env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(home / "layouts"),
+               "JUPYTER_RUNTIME_DIR": str(home / "runtime")}  # fmt: skip
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            for _ in range(240):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.25)
+            else:
+                pytest.fail("JupyterLab did not start:\n" + (home / "jupyterlab.log").read_text()[-3000:])
+            yield f"http://127.0.0.1:{port}/lab/tree/{{}}?token={token}"
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def test_a_student_works_an_exercise_in_the_workspace(shop: ConnectionInfo, tmp_path: Path) -> None:
+    """The student journey: notebook 03 from the student workspace, a wrong answer and its feedback, a hint, then success."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from labkit.notebook import workspace
+
+    folder = tmp_path / "workspace"
+    workspace.update(folder)  # what `make lab` opens
+    notebook = "03-window-functions.ipynb"
+    cells = nbformat.read(folder / notebook, as_version=4).cells
+    stub = next(i for i, c in enumerate(cells) if c.source.startswith("answer_03_1 ="))
+    assert "ROW_NUMBER" not in cells[stub].source and cells[stub + 1].source.startswith('shop.check("03.1"')
+    setup = next(i for i, c in enumerate(cells) if "labkit.lab()" in c.source)
+    cells_on_show = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell"
+    query = "SELECT o.order_number, {} AS n FROM orders o JOIN users u ON u.id = o.user_id WHERE u.username = 'aisha.hall4018' ORDER BY n"
+    with _jupyterlab_on(folder, tmp_path) as url:
+        options = webdriver.ChromeOptions()
+        options.binary_location = _tool("chromium")
+        for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
+            options.add_argument(flag)
+        driver = webdriver.Chrome(options=options, service=Service(_tool("chromedriver")))
+        ARTIFACTS.mkdir(exist_ok=True)
+        wait = WebDriverWait(driver, 120, poll_frequency=0.5)
+        idle = (By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator[data-status='idle']")
+
+        def cell(index: int) -> Any:
+            return driver.find_elements(By.CSS_SELECTOR, cells_on_show)[index]
+
+        def output(index: int) -> str:
+            shown = cell(index).find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output")
+            return "\n".join(str(element.get_attribute("textContent")) for element in shown)
+
+        def type_and_run(index: int, text: str, *, runs: int = 1) -> None:
+            """Type ``text`` into cell ``index`` as a student would, then Shift+Enter ``runs`` times (the cell, then the next)."""
+            editor = cell(index).find_element(By.CSS_SELECTOR, ".cm-content")
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", editor)
+            editor.click()
+            editor.send_keys(Keys.CONTROL, "a")
+            editor.send_keys(text)
+            for _ in range(runs):
+                shift_enter()
+
+        def shift_enter() -> None:
+            webdriver.ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
+            wait.until(ec.presence_of_element_located(idle))
+
+        try:
+            driver.get(url.format(notebook))
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, cells_on_show)) == len(cells))
+            wait.until(ec.presence_of_element_located(idle))
+            cell(setup).find_element(By.CSS_SELECTOR, ".jp-InputPrompt").click()  # the notebook's set-up cell, as it is
+            shift_enter()  # the kernel runs requests in order: the cells below find `shop`
+
+            type_and_run(stub, f'answer_03_1 = "{query.format(1)}"', runs=2)  # every order numbered 1: wrong
+            wait.until(lambda d: "not yet" in output(stub + 1))
+            feedback = output(stub + 1)
+            assert "✗ Exercise 03.1: not yet." in feedback and "Traceback" not in feedback, feedback
+            driver.save_screenshot(str(ARTIFACTS / "browser-student-wrong-answer.png"))
+
+            webdriver.ActionChains(driver).send_keys(Keys.ESCAPE).perform()
+            cell(stub + 1).find_element(By.CSS_SELECTOR, ".jp-InputPrompt").click()  # select the check cell (command mode)
+            webdriver.ActionChains(driver).send_keys("b").perform()  # a new cell below it, as a student adds one
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, cells_on_show)) == len(cells) + 1)
+            type_and_run(stub + 2, 'shop.hint("03.1")')
+            wait.until(lambda d: "Hint 1 of" in output(stub + 2))
+            hint = output(stub + 2).strip()
+            assert hint.startswith("Hint 1 of 3 for 03.1 (the concept):") and "ROW_NUMBER" not in hint, hint  # text, not a quoted string
+            driver.save_screenshot(str(ARTIFACTS / "browser-student-hint.png"))
+
+            type_and_run(stub, f'answer_03_1 = "{query.format("ROW_NUMBER() OVER (ORDER BY o.created_at)")}"', runs=2)
+            wait.until(lambda d: "correct" in output(stub + 1))
+            assert "✓ Exercise 03.1: correct." in output(stub + 1) and "not yet" not in output(stub + 1)
+            driver.save_screenshot(str(ARTIFACTS / "browser-student-success.png"))
+        except Exception:
+            driver.save_screenshot(str(ARTIFACTS / "browser-student-failure.png"))
+            raise
+        finally:
+            driver.quit()

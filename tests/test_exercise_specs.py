@@ -3,6 +3,8 @@ passes, and its check rejects plausible wrong answers (no rows; a row missing)."
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -13,6 +15,16 @@ from labkit.exercises.fingerprint import canonical, fingerprint
 from labkit.servers.base import ConnectionInfo
 
 SOLUTIONS = refresh.all_solutions()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pristine_shop_afterwards(shop: ConnectionInfo) -> Iterator[None]:
+    """Checks write rows in rolled-back transactions; table sizes (which 10.1 and 10.2 fingerprint) grow.
+    Leave the shop as pristine as it was found, so later tests and notebooks see the stored fingerprints."""
+    yield
+    from labkit.shop import database
+
+    database.reset(shop)
 
 
 def test_fingerprints_are_current(shop: ConnectionInfo) -> None:
@@ -89,8 +101,10 @@ def test_an_unknown_policy_key_is_an_error_not_ignored(tmp_path: Path) -> None:
 
 
 ACTING_USER = "NULLIF(current_setting('app.current_user_id', true), '')::uuid"
-DEFINER = ("CREATE FUNCTION recent_order_count(customer uuid) RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER {setting} AS $$ BEGIN "
-           "RETURN (SELECT count(*) FROM orders WHERE user_id = customer AND created_at >= labkit_today() - 30); END $$; {revoke}")
+DEFINER = (
+    "CREATE FUNCTION recent_order_count(customer uuid) RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER {setting} AS $$ BEGIN "
+    "RETURN (SELECT count(*) FROM orders WHERE user_id = customer AND created_at >= labkit_today() - 30); END $$; {revoke}"
+)
 REVOKE = "REVOKE EXECUTE ON FUNCTION recent_order_count(uuid) FROM PUBLIC"
 
 
@@ -119,3 +133,54 @@ REVOKE = "REVOKE EXECUTE ON FUNCTION recent_order_count(uuid) FROM PUBLIC"
 def test_security_exercises_reject_the_traps_they_teach(shop: ConnectionInfo, exercise: str, answer: str) -> None:
     with shop.connect("shop") as conn:
         assert not checker.evaluate(conn, exercise, answer, count_attempt=False).passed
+
+
+# -- hints -------------------------------------------------------------------------------------
+# Clauses that are an answer's key expression wherever a reference solution uses them.
+KEY_CLAUSES = ("over (", "partition by", "with recursive", "for update", "skip locked", "on conflict", "do update", "excluded.",
+               "referencing", "for each", "partition of", "for values", "filter (", "not exists", "select distinct", "check (",
+               "lateral", "union all")  # fmt: skip
+KEY_OPERATORS = ("@>", "<@", "@@", "#>>", "#>", "->>", "->", "?|", "?&", "||")
+
+
+def key_expressions(sql: str) -> set[str]:
+    """What gives a reference solution away, as lower-case patterns (regexes): every function it calls
+    (``name(``), every cast (``::type``), its distinctive operators (jsonb, text search, concatenation)
+    and its distinctive clauses (window, recursion, locking, upsert, trigger and partition syntax)."""
+    import pglast
+    from pglast import ast
+
+    from labkit.exercises import structure
+
+    found: set[str] = set()
+    for node in structure.walk(pglast.parse_sql(sql)):
+        if isinstance(node, (ast.FuncCall, ast.CreateTrigStmt)) and node.funcname:
+            found.add(rf"\b{re.escape(node.funcname[-1].sval.lower())}\s*\(")
+        if isinstance(node, ast.TypeCast) and node.typeName.names:
+            found.add(rf"::\s*{re.escape(node.typeName.names[-1].sval.lower())}\b")
+        if isinstance(node, ast.A_Expr) and node.name and (op := node.name[-1].sval) in (*KEY_OPERATORS, "?"):
+            found.add(r"\?\s*'" if op == "?" else rf"(?<![-@#<>|?&]){re.escape(op)}(?![-@#<>|?&])")
+    normalized = " ".join(sql.lower().split())
+    found.update(re.escape(clause) for clause in KEY_CLAUSES if clause in normalized)
+    return found
+
+
+def test_the_key_expressions_of_a_solution_are_found() -> None:
+    patterns = key_expressions("SELECT o.id, ROW_NUMBER() OVER (PARTITION BY u.id ORDER BY o.created_at) AS n, p ? 'a', "
+                               "p->>'b', x::date FROM orders o JOIN users u ON true FOR UPDATE SKIP LOCKED")  # fmt: skip
+    for giveaway in ("row_number() over", "over (order", "partition by user", "profile ? 'address'", "profile->>'x'", "created_at::date",
+                     "for update skip locked"):  # fmt: skip
+        assert any(re.search(p, giveaway) for p in patterns), giveaway
+    for harmless in ("Which rows are the active ones?", "number the rows in time order", "a date, not a timestamp"):
+        assert not any(re.search(p, harmless.lower()) for p in patterns), harmless
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=[s.exercise for s in SOLUTIONS])
+def test_hints_come_in_levels_and_the_first_does_not_give_the_answer_away(solution: refresh.Solution) -> None:
+    hints = solution.policy.get("hints", [])
+    assert len(hints) >= 2 and all(isinstance(h, str) and h.strip() for h in hints), hints
+    assert len(set(hints)) == len(hints), "each level says something new"
+    assert checker.spec(solution.exercise).get("hints") == hints, "run 'labkit exercises refresh'"
+    first = hints[0].lower()
+    giveaways = [p for p in key_expressions(solution.sql) if re.search(p, first)]
+    assert not giveaways, f"hint 1 of {solution.exercise} holds a key expression of the answer ({giveaways}): {hints[0]!r}"

@@ -87,8 +87,8 @@ def test_structure_is_checked_on_the_parse_tree(exercises) -> None:  # type: ign
 def test_hint_after_repeated_failures(exercises) -> None:  # type: ignore[no-untyped-def]
     for _ in range(checking.HINT_AFTER_FAILURES):
         result = checking.evaluate(exercises, "99.2", "SELECT id, username FROM users ORDER BY created_at DESC LIMIT 3")
-    assert result.feedback[-1] == "Hint: Sort by sign-up."
-    assert checking.hint("99.2").startswith("Hint 1/1")
+    assert result.feedback[-1].startswith("Hint 1 of 1 for 99.2 (the concept): Sort by sign-up.")
+    assert checking.hint("99.2").startswith("Hint 1 of 1")
 
 
 def test_state_and_plan_checks_leave_the_shop_unchanged(exercises) -> None:  # type: ignore[no-untyped-def]
@@ -120,9 +120,9 @@ def test_check_raises_with_feedback_only(shop: ConnectionInfo, exercises) -> Non
 
 
 def test_release_strips_solutions_and_keeps_the_rest(exercises, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    out = tmp_path / "release"
+    out = tmp_path.with_name(f"{tmp_path.name}-release")  # beside the course folder: never inside it
     report = release.release(tmp_path, out)
-    assert report == {"99-test.ipynb": 5}
+    assert report.solutions == {"99-test.ipynb": 5} and report.written == ["99-test.ipynb"]
     nb = nbformat.read(out / "99-test.ipynb", as_version=4)
     text = json.dumps(nb)
     assert "ORDER BY n DESC" not in text and "CREATE INDEX" not in text

@@ -25,7 +25,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"PostgreSQL is up ({info.provider} provider).")
     print(f"  connection:  {url}")
     print(f'  psql:        psql "{url}"   (or: labkit psql)')
-    print("  notebooks:   labkit lab   (JupyterLab on notebooks/)")
+    print("  notebooks:   labkit lab   (JupyterLab on your student workspace; --instructor: on notebooks/)")
     return 0
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from labkit.config import EXERCISES_DIR
-from labkit.exercises import structure
+from labkit.exercises import hints, structure
 from labkit.exercises.fingerprint import Fingerprint, fingerprint, same_multiset
 from labkit.servers.base import ConnectionInfo
 
@@ -25,7 +25,7 @@ SPEC_DIR = EXERCISES_DIR
 STATEMENT_TIMEOUT = "30s"
 HINT_AFTER_FAILURES = 3
 _attempts: Counter[str] = Counter()
-_hints_shown: Counter[str] = Counter()
+_failures: Counter[str] = Counter()
 
 
 class ExerciseFailed(AssertionError):
@@ -231,11 +231,11 @@ def evaluate(
     except psycopg.Error as exc:
         feedback = [f"Your SQL failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}"]
     passed = not feedback
-    if not passed and count_attempt:
-        _attempts[exercise] += 1
-        hints = spec_.get("hints", [])
-        if hints and _attempts[exercise] >= HINT_AFTER_FAILURES:
-            feedback.append(f"Hint: {hints[0]}")
+    if count_attempt:
+        _attempts[exercise] += 1  # every checked attempt: shop.solution() waits for one
+        _failures[exercise] += not passed
+        if not passed and _failures[exercise] >= HINT_AFTER_FAILURES and (line := hints.automatic(exercise, spec_)):
+            feedback.append(line)
     return CheckResult(exercise, passed, feedback, float(spec_.get("points", 1)) if passed else 0.0)
 
 
@@ -248,11 +248,6 @@ def check(info: ConnectionInfo, dbname: str, exercise: str, answer: Any) -> Chec
     return result
 
 
-def hint(exercise: str) -> str:
-    """The next hint for ``exercise`` (they get more specific)."""
-    hints = spec(exercise).get("hints", [])
-    if not hints:
-        return "No hints for this one: re-read the task and look at the tables with \\d."
-    index = min(_hints_shown[exercise], len(hints) - 1)
-    _hints_shown[exercise] += 1
-    return f"Hint {index + 1}/{len(hints)}: {hints[index]}"
+def hint(exercise: str) -> hints.Hint:
+    """The next level of hint for ``exercise``: the concept, the approach, then nearly the answer."""
+    return hints.next_hint(exercise, spec(exercise))

@@ -92,11 +92,19 @@ class Lab:
 
         return exercises.check(self.info, self.dbname, exercise, answer)
 
-    def hint(self, exercise: str) -> str:
-        """The next hint for ``exercise``."""
+    def hint(self, exercise: str) -> Any:
+        """The next level of hint for ``exercise`` (the concept, the approach, nearly the answer), shown as text."""
         from labkit import exercises
 
         return exercises.hint(exercise)
+
+    def solution(self, exercise: str) -> Any:
+        """A reference solution for ``exercise``, from the instructor notebooks, once you checked an attempt of your own."""
+        from labkit.exercises import checker
+        from labkit.notebook.workspace import reference_solution
+
+        checker.spec(exercise)  # an unknown id is an error naming the known ones
+        return reference_solution(exercise, checker._attempts[exercise])
 
     @property
     def today(self) -> Any:
