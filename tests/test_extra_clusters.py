@@ -3,6 +3,8 @@ recovery, and their removal on close, at exit, on ``labkit down``, after a kill 
 
 from __future__ import annotations
 
+import configparser
+import re
 import signal
 import subprocess
 import sys
@@ -238,3 +240,40 @@ def test_extra_clusters_block_removes_what_it_started(lab: ConnectionInfo, setti
             assert conn.execute("SHOW wal_level").fetchone()[0] == "logical"  # type: ignore[index]
     assert not first.root.exists() and not second.root.exists()
     assert leftovers(settings) == []
+
+
+def sanitize(text: str) -> str:
+    """Apply tests/sanitize-ops.cfg the way nbval does: every section's regex, in file order."""
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(Path(__file__).with_name("sanitize-ops.cfg"))
+    for section in config.sections():
+        text = re.sub(config[section]["regex"], config[section]["replace"], text)
+    return text
+
+
+def volatile_output(cluster: extra.ExtraCluster) -> str:
+    """What an operations lesson prints that differs between two runs (or two clusters)."""
+    with cluster.connect() as conn:
+        conn.execute("CREATE TABLE t AS SELECT generate_series(1, 1000) AS n")
+        row = conn.execute(
+            "SELECT pg_current_wal_lsn(), pg_walfile_name(pg_current_wal_lsn()), system_identifier, pg_backend_pid(),"
+            " now(), clock_timestamp() - now(), pg_size_pretty(pg_database_size(current_database())), txid_current()"
+            " FROM pg_control_system()"
+        ).fetchone()
+    lsn, walfile, sysid, pid, now, lag, size, xid = row  # type: ignore[misc]
+    return (
+        f"lsn {lsn} | file {walfile} | system {sysid} | PID {pid} | at {now} | lag {lag} | size {size} | xid: {xid}\n"
+        f"{cluster.url()} port={cluster.port} in {cluster.data_dir}\n{cluster.log_tail(1)}"
+    )
+
+
+def test_the_ops_sanitizers_make_two_runs_print_the_same(lab: ConnectionInfo, settings: Settings) -> None:
+    with extra.extra_cluster("sanitize", settings) as first:
+        one = volatile_output(first)
+    with extra.extra_cluster("sanitize", settings, conf={"shared_buffers": "'64MB'"}) as second:
+        with second.connect() as conn:
+            conn.execute("CREATE TABLE extra AS SELECT generate_series(1, 100000) AS n")  # other LSNs, xids, size
+        two = volatile_output(second)
+    assert one != two
+    assert sanitize(one) == sanitize(two), (sanitize(one), sanitize(two))
+    assert str(first.port) not in sanitize(one) and str(first.root) not in sanitize(one)

@@ -748,7 +748,7 @@ def _prepare_recovery(
     if archive is not None:
         folder = archive.path if isinstance(archive, WalArchive) else Path(archive)
         # pg_receivewal keeps the segment it is writing as <name>.partial: recovery may read it too.
-        command = f'cp "{folder}/%f" "%p" 2>/dev/null || cp "{folder}/%f.partial" "%p"'
+        command = f'cp "{folder}/%f" "%p" 2>/dev/null || cp "{folder}/%f.partial" "%p" 2>/dev/null'
         values["restore_command"] = _quote(command)
     elif target is not None:
         raise ExtraClusterError(
