@@ -40,10 +40,12 @@ from labkit.servers.binaries import REQUIRED_MAJOR, PgInstall
 from labkit.servers.clients import client_programs, connection_env
 from labkit.servers.cluster import LISTEN, START_TIMEOUT_S, Cluster, ClusterPaths
 from labkit.servers.local import ClusterProvider, cluster_root
+from labkit.servers.portable import _locked
 from labkit.servers.unprivileged import RunAs, server_user
 
 CLUSTERS_DIR = "clusters"
 META_FILE = "labkit-extra.json"
+LOCK_FILE = "clusters.lock"
 EXTRA_CONF = "labkit-extra.conf"
 DEFAULT_MAX_MB = int(os.environ.get("LABKIT_EXTRA_MAX_MB", "2048"))
 FREE_DISK_MARGIN_MB = 512
@@ -232,8 +234,19 @@ def discard(root: Path) -> bool:
     return True
 
 
+def _lock(settings: Settings) -> contextlib.AbstractContextManager[None]:
+    """One process at a time creates or removes extra clusters (a separate lock from the lab server's)."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    return _locked(settings.state_dir / LOCK_FILE)
+
+
 def cleanup_leftovers(settings: Settings) -> list[str]:
     """Remove extra clusters whose owning process is gone (a crash, a killed kernel); their names."""
+    with _lock(settings):
+        return _cleanup_leftovers(settings)
+
+
+def _cleanup_leftovers(settings: Settings) -> list[str]:
     base = clusters_dir(settings)
     if not base.is_dir():
         return []
@@ -247,19 +260,25 @@ def cleanup_leftovers(settings: Settings) -> list[str]:
 
 def stop_all_extra_clusters(settings: Settings) -> list[str]:
     """Stop and remove every extra cluster, backup and WAL archive of this project (``labkit down``); their names."""
-    base = clusters_dir(settings)
-    if not base.is_dir():
-        return []
-    removed = [root.name for root in sorted(base.iterdir()) if root.is_dir() and discard(root)]
-    with contextlib.suppress(OSError):
-        base.rmdir()
-    return removed
+    with _lock(settings):
+        base = clusters_dir(settings)
+        if not base.is_dir():
+            return []
+        removed = [root.name for root in sorted(base.iterdir()) if root.is_dir() and discard(root)]
+        with contextlib.suppress(OSError):
+            base.rmdir()
+        return removed
 
 
 def _claim(name: str, settings: Settings, kind: str, run_as: RunAs) -> Path:
     """A fresh folder for ``name``, after removing leftovers (and this process's older one of that name)."""
     _check_name(name)
-    cleanup_leftovers(settings)
+    with _lock(settings):
+        return _claim_locked(name, settings, kind, run_as)
+
+
+def _claim_locked(name: str, settings: Settings, kind: str, run_as: RunAs) -> Path:
+    _cleanup_leftovers(settings)
     base = clusters_dir(settings, run_as)
     root = base / name
     if root.exists():
@@ -777,3 +796,17 @@ def replication_hba_lines(method: str = "scram-sha-256") -> list[str]:
         f"host    replication     all             127.0.0.1/32            {method}",
         f"host    replication     all             ::1/128                 {method}",
     ]
+
+
+def describe_support(settings: Settings) -> str:
+    """One line for ``labkit doctor``: can this machine run extra clusters, and how many are there now."""
+    try:
+        chosen = servers.choose(settings, previous=lifecycle.read_state(settings).get("provider"))
+    except LabkitError as exc:
+        return f"not available: {exc.message.splitlines()[0]}"
+    if not isinstance(chosen, ClusterProvider):
+        return f"not available with the {chosen.name} provider (standby, recovery and second-server lessons skip); use portable or local"
+    base = clusters_dir(settings)
+    names = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+    running = f"{len(names)} now ({', '.join(names)}) in {base}" if names else f"none now; they go to {base}"
+    return f"supported ({chosen.name} provider's binaries): {running}"
