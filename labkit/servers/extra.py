@@ -444,6 +444,7 @@ def base_backup(
     name: str, settings: Settings | None = None, *, source: ConnectionInfo | None = None, max_mb: int = DEFAULT_MAX_MB
 ) -> BaseBackup:
     """Take a base backup of ``source`` (the lab server by default) with ``pg_basebackup``."""
+    _check_name(name)
     settings = settings or Settings.load()
     source = source or lab_server(settings)
     run_as = server_user(settings.run_as)
@@ -503,6 +504,7 @@ def wal_archive(
     name: str, settings: Settings | None = None, *, source: ConnectionInfo | None = None, max_mb: int = DEFAULT_MAX_MB
 ) -> WalArchive:
     """Start archiving the WAL of ``source`` (the lab server by default) into a folder, with ``pg_receivewal``."""
+    _check_name(name)
     settings = settings or Settings.load()
     source = source or lab_server(settings)
     run_as = server_user(settings.run_as)
@@ -687,6 +689,7 @@ def extra_cluster(
     ``conf`` adds server settings (``{"wal_level": "logical"}``). The cluster is removed by ``close()``,
     at the end of a ``with`` block, when Python exits, and by ``labkit down``.
     """
+    _check_name(name)
     settings = settings or Settings.load()
     if standby and from_backup is not None:
         raise ExtraClusterError(
