@@ -30,6 +30,8 @@ kind = sys.argv[1]
 held = [extra.extra_cluster("held")]
 if kind == "with-archive":
     held.append(extra.wal_archive("held-wal"))
+if kind == "with-slot":
+    held.append(extra.extra_cluster("held-standby", standby=True, slot=True))
 print("ready", flush=True)
 if kind == "exit":
     sys.exit(0)
@@ -80,6 +82,10 @@ def start_holder(kind: str) -> subprocess.Popen[str]:
     return proc
 
 
+def slots(conn: psycopg.Connection) -> list[tuple[object, ...]]:
+    return conn.execute("SELECT slot_name, active FROM pg_replication_slots WHERE slot_name LIKE 'labkit%' ORDER BY 1").fetchall()
+
+
 def hba_rules(conn: psycopg.Connection) -> list[tuple[object, ...]]:
     return conn.execute(
         "SELECT type, database, user_name, address, netmask, auth_method FROM pg_hba_file_rules ORDER BY rule_number"
@@ -112,11 +118,12 @@ def test_a_standby_streams_from_the_lab_and_is_promoted(lab: ConnectionInfo, set
     with lab.connect() as conn:
         conn.execute("DROP TABLE IF EXISTS standby_probe; CREATE TABLE standby_probe (id int)")
     try:
-        with extra.extra_cluster("standby", settings, standby=True) as standby:
+        with extra.extra_cluster("standby", settings, standby=True, slot=True) as standby:
             standby.wait_streaming()
             with lab.connect() as conn:
                 rows = conn.execute("SELECT state FROM pg_stat_replication WHERE application_name = 'standby'").fetchall()
                 assert rows == [("streaming",)]
+                assert slots(conn) == [("labkit_standby", True)]
                 conn.execute("INSERT INTO standby_probe VALUES (42)")
                 lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]  # type: ignore[index]
             standby.wait_for_lsn(lsn)
@@ -132,6 +139,8 @@ def test_a_standby_streams_from_the_lab_and_is_promoted(lab: ConnectionInfo, set
             with lab.connect() as conn:
                 assert conn.execute("SELECT count(*) FROM pg_stat_replication WHERE application_name = 'standby'").fetchone()[0] == 0  # type: ignore[index]
                 assert conn.execute("SELECT count(*) FROM standby_probe").fetchone()[0] == 1  # type: ignore[index]
+        with lab.connect() as conn:
+            assert slots(conn) == [], "the standby's slot would keep the lab server's WAL forever"
     finally:
         with lab.connect() as conn:
             conn.execute("DROP TABLE IF EXISTS standby_probe")
@@ -187,6 +196,19 @@ def test_after_a_kill_9_of_the_owner_the_next_call_removes_everything(lab: Conne
     else:
         with extra.extra_cluster("after-crash", settings):
             assert sorted(p.name for p in base.iterdir()) == ["after-crash"]
+    assert leftovers(settings) == []
+
+
+@pytest.mark.slow
+def test_after_a_kill_9_the_slot_of_a_standby_is_dropped_on_the_lab(lab: ConnectionInfo, settings: Settings) -> None:
+    holder = start_holder("with-slot")
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with lab.connect() as conn:
+        assert slots(conn) == [("labkit_held_standby", True)], "the orphaned standby still streams on its slot"
+    assert set(extra.cleanup_leftovers(settings)) == {"held", "held-standby"}
+    with lab.connect() as conn:
+        assert slots(conn) == []
     assert leftovers(settings) == []
 
 

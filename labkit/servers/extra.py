@@ -210,12 +210,14 @@ def _kill_postmaster(root: Path) -> bool:
     raise ExtraClusterError(f"The postmaster {pid} of {root} does not stop.", f"Stop it yourself (kill -9 {pid}), then run labkit down.")
 
 
-def discard(root: Path) -> bool:
-    """Stop whatever runs in the extra-cluster folder ``root`` and delete it. True if anything was there."""
+def discard(root: Path, source: ConnectionInfo | None = None) -> bool:
+    """Stop whatever runs in the extra-cluster folder ``root``, drop its replication slot on its source
+    (``source`` if it is that server: it knows the password), and delete the folder. True if anything was there."""
     if not root.exists():
         return False
     meta = _read_meta(root)
     _kill_postmaster(root)
+    _drop_slot(meta, source)
     receiver = meta.get("receiver_pid")
     if isinstance(receiver, int) and _process_alive(receiver, meta.get("receiver_start"), comm="pg_receivewal"):
         with contextlib.suppress(ProcessLookupError):
@@ -232,6 +234,41 @@ def discard(root: Path) -> bool:
     if root.exists():
         raise ExtraClusterError(f"Could not delete {root}.", "Delete it yourself (rm -rf), then run labkit down.")
     return True
+
+
+def _drop_slot(meta: Mapping[str, Any], source: ConnectionInfo | None) -> None:
+    """Drop the physical slot a standby used, so the source does not keep WAL for it forever."""
+    slot, recorded = meta.get("slot"), meta.get("source")
+    if not slot or not isinstance(recorded, dict):
+        return
+    info = source if source is not None and source.port == recorded.get("port") else ConnectionInfo.from_dict(recorded)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while True:
+        try:
+            with info.connect() as conn:
+                row = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", [slot]).fetchone()
+                if row is None:
+                    return
+                if not row[0]:
+                    conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+                    return
+        except psycopg.Error as exc:
+            print(
+                f"labkit: could not drop the replication slot {slot!r} on {info.host}:{info.port} ({exc}); "
+                f"drop it there yourself: SELECT pg_drop_replication_slot('{slot}')",
+                file=sys.stderr,
+            )
+            return
+        if time.monotonic() > deadline:
+            print(f"labkit: the replication slot {slot!r} on {info.host}:{info.port} is still in use; not dropped", file=sys.stderr)
+            return
+        time.sleep(0.1)
+
+
+def _lab_or_none(settings: Settings) -> ConnectionInfo | None:
+    with contextlib.suppress(LabkitError, OSError):
+        return lifecycle.current_server(settings)
+    return None
 
 
 def _lock(settings: Settings) -> contextlib.AbstractContextManager[None]:
@@ -251,9 +288,11 @@ def _cleanup_leftovers(settings: Settings) -> list[str]:
     if not base.is_dir():
         return []
     removed = []
+    lab = None
     for root in sorted(p for p in base.iterdir() if p.is_dir()):
         if not _owner_alive(_read_meta(root)):
-            discard(root)
+            lab = lab or _lab_or_none(settings)
+            discard(root, lab)
             removed.append(root.name)
     return removed
 
@@ -264,7 +303,8 @@ def stop_all_extra_clusters(settings: Settings) -> list[str]:
         base = clusters_dir(settings)
         if not base.is_dir():
             return []
-        removed = [root.name for root in sorted(base.iterdir()) if root.is_dir() and discard(root)]
+        lab = _lab_or_none(settings)
+        removed = [root.name for root in sorted(base.iterdir()) if root.is_dir() and discard(root, lab)]
         with contextlib.suppress(OSError):
             base.rmdir()
         return removed
@@ -339,12 +379,12 @@ class _Item:
 
     kind = "item"
 
-    def __init__(self, name: str, root: Path, max_bytes: int) -> None:
+    def __init__(self, name: str, root: Path, max_bytes: int, source: ConnectionInfo | None = None) -> None:
         self.name = name
         self.root = root
         self.max_bytes = max_bytes
         self._removed: str | None = None
-        self._finalizer = weakref.finalize(self, discard, root)
+        self._finalizer = weakref.finalize(self, discard, root, source)
         _register(self)
 
     def size_bytes(self) -> int:
@@ -563,8 +603,12 @@ class ExtraCluster(_Item):
 
     kind = "cluster"
 
-    def __init__(self, name: str, root: Path, max_bytes: int, cluster: Cluster, port: int, role: str) -> None:
-        super().__init__(name, root, max_bytes)
+    def __init__(
+        self, name: str, root: Path, max_bytes: int, cluster: Cluster, port: int, role: str, source: ConnectionInfo | None = None
+    ) -> None:
+        super().__init__(name, root, max_bytes, source)
+        self.source = source  # the primary of a standby
+        self.slot: str | None = None  # its physical replication slot there, if it uses one
         self.cluster = cluster
         self.port = port
         self.role = role  # "primary", "standby" or "recovery"
@@ -674,6 +718,7 @@ def extra_cluster(
     from_backup: BaseBackup | None = None,
     wal_archive: WalArchive | Path | None = None,
     recovery_target: RecoveryTarget | None = None,
+    slot: bool = False,
     archive_wal: bool = False,
     conf: Mapping[str, str | int] | None = None,
     max_mb: int = DEFAULT_MAX_MB,
@@ -683,6 +728,7 @@ def extra_cluster(
     - plain (default): a new empty cluster, e.g. for logical replication or postgres_fdw;
       ``archive_wal=True`` archives its WAL into ``archive_dir`` (``archive_command``);
     - ``standby=True``: a streaming standby of ``source`` (the lab server by default), from ``pg_basebackup -R``;
+      ``slot=True`` gives it a physical replication slot ``labkit_<name>`` there (dropped with the standby);
     - ``from_backup=``: point-in-time recovery of a ``BaseBackup`` with the WAL of ``wal_archive``, up to
       ``recovery_target`` (else to the end of the archive), then promoted.
 
@@ -695,6 +741,8 @@ def extra_cluster(
         raise ExtraClusterError(
             "A cluster is either a standby or a recovery from a backup, not both.", "Pass standby=True or from_backup=…."
         )
+    if slot and not standby:
+        raise ExtraClusterError("slot=True is for a standby (a physical replication slot on its primary).", "Pass standby=True too.")
     if (wal_archive is not None or recovery_target is not None) and from_backup is None:
         raise ExtraClusterError(
             "wal_archive and recovery_target need from_backup=… (the base backup to recover).", "Take one with base_backup(…)."
@@ -708,13 +756,19 @@ def extra_cluster(
     role = "standby" if standby else "recovery" if from_backup is not None else "primary"
     root = _claim(name, settings, role, run_as)
     cluster = Cluster(install, ClusterPaths(root), run_as, f"extra:{name}")
-    item = ExtraCluster(name, root, max_bytes, cluster, _free_port(), role)
+    item = ExtraCluster(name, root, max_bytes, cluster, _free_port(), role, source if standby else None)
     try:
         extra = {**EXTRA_SETTINGS, "cluster_name": _quote(name)}
         if standby:
             assert source is not None
             _check_disk(root, _source_size(source), max_bytes, f"The standby {name!r}")
-            _basebackup(cluster.paths.data, source, settings, run_as, "-R")
+            slot_args: list[str] = []
+            if slot:
+                item.slot = f"labkit_{name}".replace("-", "_")
+                slot_args = ["-C", "-S", item.slot]  # -R then writes primary_slot_name too
+                recorded = {**source.to_dict(), "password": None}
+                _write_meta(root, {**_read_meta(root), "slot": item.slot, "source": recorded})  # dropped even after a crash
+            _basebackup(cluster.paths.data, source, settings, run_as, "-R", *slot_args)
         elif from_backup is not None:
             extra.update(_prepare_recovery(cluster, from_backup, wal_archive, recovery_target, max_bytes, run_as))
         else:
