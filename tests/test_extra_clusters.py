@@ -172,7 +172,7 @@ def test_point_in_time_recovery_to_before_a_delete_brings_the_rows_back(lab: Con
             with extra.extra_cluster("pitr-end", settings, from_backup=backup, wal_archive=archive) as latest:
                 with latest.connect() as conn:  # no target: to the end of the archive, after the DELETE
                     assert conn.execute("SELECT count(*) FROM pitr_probe").fetchone()[0] == 0  # type: ignore[index]
-            with pytest.raises(extra.ExtraClusterError, match="recovery target"):
+            with pytest.raises(extra.ExtraClusterError, match="end of the WAL archive before its recovery target"):
                 extra.extra_cluster(
                     "pitr-late", settings, from_backup=backup, wal_archive=archive, recovery_target=extra.RecoveryTarget(lsn="FF/0")
                 )

@@ -662,17 +662,12 @@ class ExtraCluster(_Item):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.cluster.running_port() is None:
-                raise ExtraClusterError(
-                    f"The extra cluster {self.name!r} stopped during recovery:\n{self.log_tail()}", _recovery_hint(self.log_tail())
-                )
+                raise _start_failure(self.name, self.cluster, "stopped during recovery")
             with contextlib.suppress(psycopg.OperationalError):
                 if not self.in_recovery():
                     return
             time.sleep(0.1)
-        raise ExtraClusterError(
-            f"The extra cluster {self.name!r} is still in recovery after {timeout:.0f} s:\n{self.log_tail()}",
-            _recovery_hint(self.log_tail()),
-        )
+        raise _start_failure(self.name, self.cluster, f"is still in recovery after {timeout:.0f} s")
 
     def wait_for_lsn(self, lsn: str, timeout: float = 30) -> None:
         """Wait until this standby has replayed the WAL up to ``lsn`` (e.g. the primary's ``pg_current_wal_lsn()``)."""
@@ -703,10 +698,19 @@ class ExtraCluster(_Item):
         return f"<ExtraCluster {self.name!r} {self.role} on {LISTEN}:{self.port}, {state}>"
 
 
-def _recovery_hint(log: str) -> str:
-    if "recovery ended before configured recovery target was reached" in log:
-        return "The WAL archive does not reach the target yet: wait for it (archive.wait_for(lsn)) or choose an earlier target."
-    return "See the server log above."
+def _start_failure(name: str, cluster: Cluster, what: str) -> ExtraClusterError:
+    """The error for a cluster that did not come up, once its postmaster is gone and its log complete."""
+    deadline = time.monotonic() + 5  # a failed startup shuts down within moments; let it finish its log
+    while cluster.running_port() is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with contextlib.suppress(OSError):
+        if "recovery ended before configured recovery target was reached" in cluster.paths.log.read_text(errors="replace"):
+            return ExtraClusterError(
+                f"The recovery {name!r} reached the end of the WAL archive before its recovery target.",
+                "Wait until the archive has the WAL (archive.wait_for(lsn)), or choose an earlier target (time or LSN).",
+            )
+    log = f"Last lines of {cluster.paths.log}:\n{cluster.log_tail()}"
+    return ExtraClusterError(f"The extra cluster {name!r} {what}. {log}", "See the server log above.")
 
 
 def extra_cluster(
@@ -784,7 +788,7 @@ def extra_cluster(
         try:
             cluster.start(item.port)
         except ServerStartError as exc:
-            raise ExtraClusterError(f"The extra cluster {name!r} did not start: {exc.message}", _recovery_hint(cluster.log_tail())) from exc
+            raise _start_failure(name, cluster, "did not start") from exc
         if from_backup is not None:
             item.wait_until_primary(timeout=START_TIMEOUT_S)
         _write_meta(root, {**_read_meta(root), "port": item.port, "bindir": str(install.bindir)})
