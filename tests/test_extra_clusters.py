@@ -62,6 +62,7 @@ def nothing_left_after_the_run(settings: Settings) -> Iterator[None]:
     extra.cleanup_leftovers(settings)
     yield
     assert leftovers(settings) == [], "extra clusters left behind"
+    assert not extra.clusters_dir(settings).exists()
 
 
 @pytest.fixture

@@ -233,6 +233,8 @@ def discard(root: Path, source: ConnectionInfo | None = None) -> bool:
     shutil.rmtree(root, ignore_errors=True)
     if root.exists():
         raise ExtraClusterError(f"Could not delete {root}.", "Delete it yourself (rm -rf), then run labkit down.")
+    with contextlib.suppress(OSError):
+        root.parent.rmdir()  # the last one leaves no empty clusters folder behind
     return True
 
 
@@ -330,9 +332,8 @@ def _claim_locked(name: str, settings: Settings, kind: str, run_as: RunAs) -> Pa
             )
         _forget(root)
         discard(root)
-    base.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True)
     base.chmod(0o755)
-    root.mkdir()
     meta = {"name": name, "kind": kind, "owner_pid": os.getpid(), "owner_start": _process_start(os.getpid()), "created": time.time()}
     _write_meta(root, meta)
     run_as.own(root)
