@@ -4,6 +4,7 @@ recovery, and their removal on close, at exit, on ``labkit down``, after a kill 
 from __future__ import annotations
 
 import configparser
+import gc
 import os
 import re
 import signal
@@ -304,3 +305,16 @@ def test_the_ops_sanitizers_make_two_runs_print_the_same(lab: ConnectionInfo, se
     assert one != two
     assert sanitize(one) == sanitize(two), (sanitize(one), sanitize(two))
     assert str(first.port) not in sanitize(one) and str(first.root) not in sanitize(one)
+
+
+def test_rerunning_a_cell_replaces_the_cluster_of_that_name(lab: ConnectionInfo, settings: Settings) -> None:
+    first = extra.extra_cluster("again", settings)
+    with extra.extra_cluster("again", settings) as second:
+        assert len(postmasters(second.root)) == 1
+        with pytest.raises(extra.ExtraClusterError, match="replaced by a newer one"):
+            first.connect()
+        with second.connect() as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        del first  # collecting the replaced object must not remove the new cluster
+        gc.collect()
+        assert second.is_running()

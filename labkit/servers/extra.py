@@ -330,8 +330,7 @@ def _claim_locked(name: str, settings: Settings, kind: str, run_as: RunAs) -> Pa
                 f"The extra cluster {name!r} belongs to another running process ({meta.get('owner_pid')}).",
                 "Pick another name, or stop that notebook's kernel (labkit down stops them all).",
             )
-        _forget(root)
-        discard(root)
+        discard(root, _forget(root) or _lab_or_none(settings))
     root.mkdir(parents=True)
     base.chmod(0o755)
     meta = {"name": name, "kind": kind, "owner_pid": os.getpid(), "owner_start": _process_start(os.getpid()), "created": time.time()}
@@ -347,13 +346,16 @@ _live_lock = threading.Lock()
 _watchdog: threading.Thread | None = None
 
 
-def _forget(root: Path) -> None:
+def _forget(root: Path) -> ConnectionInfo | None:
+    """Disown this process's older object for ``root`` (it is about to be replaced); the source it knew."""
     with _live_lock:
         ref = _live.pop(root, None)
     item = ref() if ref else None
-    if item is not None:
-        item._finalizer.detach()
-        item._removed = "replaced by a newer one of the same name"
+    if item is None:
+        return None
+    item._removed = "replaced by a newer one of the same name"
+    detached = item._finalizer.detach()
+    return detached[2][1] if detached else None
 
 
 def _watch() -> None:
@@ -518,6 +520,12 @@ class WalArchive(_Item):
     @property
     def application_name(self) -> str:
         return f"labkit_{self.name}".replace("-", "_")
+
+    def close(self) -> None:
+        super().close()
+        if self.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=STOP_TIMEOUT_S)  # reap it: no zombie left in this process
 
     def log_tail(self, lines: int = 10) -> str:
         with contextlib.suppress(OSError):
