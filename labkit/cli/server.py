@@ -111,7 +111,8 @@ def cmd_psql(args: argparse.Namespace) -> int:
     env = {**os.environ}
     if info.password:
         env["PGPASSWORD"] = info.password
-    os.execvpe(psql, [psql, info.without_password().url(args.db), *args.psql_args], env)
+    extra = args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args
+    os.execvpe(psql, [psql, info.without_password().url(args.db), *extra], env)
     return 0  # pragma: no cover
 
 

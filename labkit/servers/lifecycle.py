@@ -55,7 +55,7 @@ def start_server(settings: Settings) -> Started:
             f"LABKIT_PORT={settings.port} is not used: the lab server was already running on port {info.port}. "
             "Run 'labkit down' and 'labkit up' to move it."
         )
-    return Started(info, attached=running is not None, notes=notes)
+    return Started(info, attached=running is not None and info.provider != "url", notes=notes)
 
 
 def ensure_server(settings: Settings) -> ConnectionInfo:
