@@ -24,6 +24,7 @@ from helpers_servers import (
     LABKIT,
     clean_env,
     free_port,
+    kill_postmasters,
     labkit,
     postmasters,
     python_for,
@@ -755,6 +756,7 @@ def test_too_little_disk_space_refuses_before_initdb(tmp_path: Path) -> None:
         assert not (state / "pg16" / "data").exists() and not (state / "pg16" / "data.initdb").exists()
         assert postmasters(small) == []
     finally:
+        kill_postmasters(small)
         subprocess.run(["umount", "-l", str(small)], capture_output=True)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -21,7 +21,7 @@ class ConnectionInfo:
     host: str
     port: int
     user: str
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never shown: not in repr, URLs can hide it
     provider: str = "url"
     maintenance_db: str = MAINTENANCE_DB
     system_identifier: int | None = None
