@@ -520,20 +520,27 @@ def test_another_local_user_cannot_connect(state: Path) -> None:
         assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
 
 
-def test_a_cluster_made_with_trust_is_secured_on_the_next_up(state: Path) -> None:
-    """Clusters made by an earlier labkit trusted every local user; the next start fixes that, data kept."""
+@pytest.mark.parametrize("how", ["made with trust", "password file lost", "password changed by hand"])
+def test_the_owner_keeps_access_and_others_stay_out(state: Path, how: str) -> None:
+    """Clusters made by an earlier labkit trusted every local user: the next start fixes that. A lost password
+    file or an ``ALTER ROLE postgres PASSWORD`` typed in psql does not lock the owner out. The data is kept."""
     assert _up(state).returncode == 0
     with _admin(state) as conn:
         conn.execute("CREATE TABLE kept (x int)")
+        if how == "password changed by hand":
+            conn.execute("ALTER ROLE postgres PASSWORD 'typed-in-psql'")
     assert labkit("down", env=_env(state)).returncode == 0
     data = state / "pg16" / "data"
-    (data / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n")
-    (state / "pg16" / "password").unlink()
+    if how == "made with trust":
+        (data / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n")
+    if how != "password changed by hand":
+        (state / "pg16" / "password").unlink()
     up = _up(state)
     assert up.returncode == 0, up.stderr
     assert (state / "pg16" / "password").stat().st_mode & 0o777 == 0o600
-    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-        psycopg.connect(host="127.0.0.1", port=_port(up), user="postgres", password="anything", dbname="postgres").close()
+    for guess in ("anything", "typed-in-psql"):
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(host="127.0.0.1", port=_port(up), user="postgres", password=guess, dbname="postgres").close()
     with _admin(state) as conn:
         assert conn.execute("SELECT to_regclass('kept')::text").fetchone() == ("kept",)
         assert conn.execute("SELECT count(*) FROM pg_hba_file_rules WHERE auth_method = 'trust'").fetchone() == (0,)

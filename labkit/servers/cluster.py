@@ -312,6 +312,20 @@ class Cluster:
             ) from None
         time.sleep(0.2)  # the reload is asynchronous; the next connection uses the new rules
 
+    def ensure_access(self, port: int) -> None:
+        """Make sure labkit's password works: secure an old trust cluster, and repair a password the owner
+        changed by hand (``ALTER ROLE postgres PASSWORD …``) or a lost password file, through the socket."""
+        if not self.is_secured():
+            self.secure(port)
+            return
+        try:
+            with self.info(port).connect(connect_timeout=5):
+                return
+        except psycopg.OperationalError as exc:
+            if "password authentication failed" not in str(exc):
+                return  # not ready yet, or gone: the caller's own wait reports it
+        self.secure(port)
+
     def check_intact(self) -> None:
         """Refuse, with what it means, a data directory whose control file is missing or truncated."""
         try:
@@ -403,8 +417,7 @@ class Cluster:
         result = self._run(cmd)
         if result.returncode != 0:
             raise self._start_failure(result.returncode)
-        if not self.is_secured():
-            self.secure(port)
+        self.ensure_access(port)
         info = self.info(port)
         wait_until_ready(info, timeout=START_TIMEOUT_S)
         return info

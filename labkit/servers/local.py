@@ -96,8 +96,7 @@ class ClusterProvider(Provider):
     def start(self) -> ConnectionInfo:
         cluster = self.cluster()
         if (port := cluster.running_port()) is not None:
-            if not cluster.is_secured():
-                cluster.secure(port)
+            cluster.ensure_access(port)
             return cluster.info(port)
         stop_strays(self.settings)
         if cluster.paths.data.is_dir() and any(cluster.paths.data.iterdir()):
