@@ -28,6 +28,7 @@ from psycopg import sql
 from labkit.errors import ConfigError, ServerStartError
 from labkit.servers.base import ConnectionInfo
 from labkit.servers.binaries import PgInstall
+from labkit.servers.identity import check_own_server
 from labkit.servers.unprivileged import RunAs, current_user
 
 SUPERUSER = "postgres"
@@ -210,6 +211,7 @@ class Cluster:
     def initdb(self) -> None:
         """Create the data directory (UTF8, C locale, owner-only authentication) in ``data.initdb``, then
         move it into place: an interrupted initdb never leaves a half-made ``data`` behind."""
+        check_free_space(self.paths.root)
         self.paths.root.mkdir(parents=True, exist_ok=True)
         self.run_as.own(self.paths.root)
         os.chmod(self.paths.root, 0o700)
@@ -218,7 +220,6 @@ class Cluster:
                 f"The server user {self.run_as.name!r} cannot reach {self.paths.root}.",
                 "A parent folder is not traversable by that user: set LABKIT_DATA_DIR to a path like /var/lib/labkit.",
             )
-        check_free_space(self.paths.root)
         if self.paths.partial.exists():  # a previous initdb was interrupted: it is labkit's own, unfinished
             shutil.rmtree(self.paths.partial)
         self._write_private(self.paths.password_file, secrets.token_urlsafe(24) + "\n")
@@ -318,8 +319,10 @@ class Cluster:
         if not self.is_secured():
             self.secure(port)
             return
+        info = self.info(port)
         try:
-            with self.info(port).connect(connect_timeout=5):
+            with info.connect(connect_timeout=5) as conn:
+                check_own_server(info, conn)  # the port answers with this data directory's cluster, no other
                 return
         except psycopg.OperationalError as exc:
             if "password authentication failed" not in str(exc):
