@@ -124,7 +124,7 @@ def test_binder_scripts_as_an_unprivileged_user(tmp_path: Path) -> None:
         assert start.returncode == 0, start.stderr[-2000:]
         assert marker.read_text().strip() == "ok"  # `exec "$@"` ran the command
         port = int((data / "postmaster.pid").read_text().splitlines()[3])
-        info = ConnectionInfo("127.0.0.1", port, "postgres")
+        info = ConnectionInfo("127.0.0.1", port, "postgres", password=(data.parent / "password").read_text().strip())
         nb = nbformat.v4.new_notebook()
         setup = f"import labkit, os\nos.environ['LABKIT_DATABASE_URL'] = {info.url()!r}\nshop = labkit.lab()"
         nb.cells = [nbformat.v4.new_code_cell(setup),
