@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import sys
 from importlib import metadata
 
@@ -15,7 +14,7 @@ from labkit import servers
 from labkit.cli.common import SHOP_DB, AddCommand, ensure_shop, running, settings_from
 from labkit.config import Settings
 from labkit.errors import LabkitError, NotRunning
-from labkit.servers import lifecycle
+from labkit.servers import clients, extra, lifecycle
 from labkit.servers.base import ConnectionInfo
 from labkit.servers.binaries import REQUIRED_MAJOR
 
@@ -26,6 +25,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     info = started.info
     for note in started.notes:
         print(f"labkit: {note}", file=sys.stderr)
+    for name in extra.cleanup_leftovers(settings):
+        print(f"labkit: removed the extra cluster {name!r} left behind by a process that is gone", file=sys.stderr)
     if not args.no_data:
         with lifecycle.locked(settings):
             ensure_shop(info, settings)
@@ -42,6 +43,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    if stopped := extra.stop_all_extra_clusters(settings):
+        print(f"Stopped and removed {len(stopped)} extra cluster(s): {', '.join(stopped)}.")
     print(lifecycle.stop_server(settings, delete_data=args.delete_data))
     return 0
 
@@ -100,19 +103,21 @@ def cmd_dsn(args: argparse.Namespace) -> int:
 
 
 def cmd_psql(args: argparse.Namespace) -> int:
-    info = running(settings_from(args))
-    psql = shutil.which("psql")
-    if psql is None:
+    settings = settings_from(args)
+    info = running(settings)
+    try:  # a psql of major 16 found here, else the cached (or fetched) PostgreSQL 16 client programs
+        psql = str(clients.client_program("psql", settings))
+        env = clients.client_env("psql", settings)
+    except clients.ClientProgramsUnavailable as exc:
         raise LabkitError(
-            "psql (PostgreSQL's terminal client) is not installed.",
-            "Install it (Debian/Ubuntu: apt install postgresql-client; macOS: brew install libpq), "
+            f"No PostgreSQL 16 psql here, and labkit could not fetch one: {exc.message}",
+            "Install it (Debian/Ubuntu: apt install postgresql-client-16; macOS: brew install libpq), "
             f"or use %sql in a notebook; the connection string is {info.url(SHOP_DB, hide_password=True)}",
-        )
-    env = {**os.environ}
+        ) from None
     if info.password:
         env["PGPASSWORD"] = info.password
-    extra = args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args
-    os.execvpe(psql, [psql, info.without_password().url(args.db), *extra], env)
+    psql_args = args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args
+    os.execvpe(psql, [psql, info.without_password().url(args.db), *psql_args], env)
     return 0  # pragma: no cover
 
 
@@ -142,7 +147,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     else:
         print("running:  no lab server (start one with 'labkit up')")
     print("\ntools:")
-    print(f"  psql:     {shutil.which('psql') or 'not found (optional; labkit psql needs it)'}")
+    print(f"  client programs: {clients.describe(settings)}")
+    print(f"  extra clusters:  {extra.describe_support(settings)}")
     for package in ("jupysql", "pgspecial", "psycopg", "jupyterlab"):
         try:
             print(f"  {package + ':':9s} {metadata.version(package)}")

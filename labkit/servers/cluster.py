@@ -187,6 +187,12 @@ class Cluster:
         except OSError:
             return None
 
+    def keep_password(self, password: str | None) -> None:
+        """Record the superuser's password of a cluster copied from another (a standby, a recovered backup)."""
+        if password:
+            self.paths.root.mkdir(parents=True, exist_ok=True)
+            self._write_private(self.paths.password_file, password + "\n")
+
     def info(self, port: int) -> ConnectionInfo:
         return ConnectionInfo(
             host=LISTEN,
@@ -281,6 +287,8 @@ class Cluster:
             "local all all scram-sha-256\n"
             "host all all 127.0.0.1/32 scram-sha-256\n"
             "host all all ::1/128 scram-sha-256\n"
+            "host replication all 127.0.0.1/32 scram-sha-256\n"  # labkit's standbys, base backups and WAL archives
+            "host replication all ::1/128 scram-sha-256\n"
         )
         for name in ("pg_ident.conf", "pg_hba.conf"):
             os.chmod(data / name, 0o600)

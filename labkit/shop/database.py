@@ -25,6 +25,7 @@ from psycopg import sql
 from labkit.config import SQL_DIR
 from labkit.errors import LabkitError
 from labkit.servers.base import ConnectionInfo
+from labkit.servers.identity import check_own_server
 from labkit.shop import bulkload, capacity, schema
 from labkit.shop.generator import generate, words
 
@@ -80,7 +81,15 @@ def _clear_errors(func: F) -> F:
 
 
 def _connect(info: ConnectionInfo, dbname: str | None = None) -> psycopg.Connection:
-    return info.connect(dbname, options=f"-c search_path={SEARCH_PATH}")
+    """A connection for labkit's own work on the shop, only to this project's own server: a server of
+    another clone that took the port after a restart is refused before anything is read or replaced."""
+    conn = info.connect(dbname, options=f"-c search_path={SEARCH_PATH}")
+    try:
+        check_own_server(info, conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def _exists(conn: psycopg.Connection, dbname: str) -> bool:
