@@ -29,7 +29,7 @@ CANVAS = (
     "    Points Possible,,,,,10\n"
     '"Lovelace, Ada",9001,s-001,ada,A,\n'
     "Alan Turing,9002,s-002,alan,A,\n"
-    "\"Brian O'Neil\",9003,\"o'neil\"\"; DROP ROLE x; --\",brian,B,\n"
+    '"Brian O\'Neil",9003,"o\'neil""; DROP ROLE x; --",brian,B,\n'
 )
 
 
@@ -57,13 +57,14 @@ def test_canvas_moodle_and_plain_rosters_are_read(tmp_path: Path) -> None:
 def test_bad_rows_get_one_message_each(tmp_path: Path) -> None:
     roster = write(
         tmp_path / "bad.csv",
-        "name,email,id\nNo Id,,\nBad Mail,not-an-address,x1\nFirst,a@x.example,a.b\nSecond,b@x.example,a-b\nTwin,c@x.example,a.b\nSymbols,d@x.example,!!!\n",
+        "name,email,id\nNo Id,,\nBad Mail,not-an-address,x1\nFirst,a@x.example,a.b\nSecond,b@x.example,a-b\n"
+        "Twin,c@x.example,a.b\nSymbols,d@x.example,!!!\n",
     )
     with pytest.raises(RosterError) as caught:
         read_roster(roster)
     text = str(caught.value)
-    for line in ("line 2: no student id", "line 3: 'not-an-address' is not an email", "line 5: 'a-b' has the id 'a.b'", "line 6: 'a.b' has the same id",
-                 "line 7: The student id '!!!'"):  # fmt: skip
+    for line in ("line 2: no student id", "line 3: 'not-an-address' is not an email", "line 5: 'a-b' has the id 'a.b'",
+                 "line 6: 'a.b' has the same id", "line 7: The student id '!!!'"):  # fmt: skip
         assert line in text, text
     result = subprocess.run([*LABKIT, "class", "provision", str(roster), "--url", "postgresql://nobody@127.0.0.1:1/postgres"],
                             env=clean_env(), capture_output=True, text=True, timeout=60)  # fmt: skip
@@ -152,7 +153,11 @@ def test_students_are_isolated_from_each_other(instructor: ConnectionInfo, tmp_p
     a, b = creds["s-001"], creds["s-002"]
 
     with as_student(a) as conn:
-        assert conn.execute("SELECT current_user, current_database(), count(*) > 0 FROM users").fetchone() == ("tcls_s_001", "tcls_s_001", True)
+        assert conn.execute("SELECT current_user, current_database(), count(*) > 0 FROM users").fetchone() == (
+            "tcls_s_001",
+            "tcls_s_001",
+            True,
+        )
         conn.execute("CREATE INDEX ON orders (created_at)")  # the student owns the shop's tables
         conn.execute("CREATE TABLE mine AS SELECT 42 AS answer")
         assert conn.execute("SHOW statement_timeout").fetchone() == ("7s",)
@@ -165,7 +170,9 @@ def test_students_are_isolated_from_each_other(instructor: ConnectionInfo, tmp_p
         with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
             as_student(a, other)
 
-    with as_student(b, ) as b_conn:
+    with as_student(
+        b,
+    ) as b_conn:
         b_conn.execute("BEGIN")
         b_conn.execute("SELECT 'b-secret-query' AS marker").fetchall()
         with as_student(a) as a_conn:

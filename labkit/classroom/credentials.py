@@ -92,7 +92,9 @@ class Store:
             rows = json.loads(text) if self.is_json else list(csv.DictReader(io.StringIO(text)))
             found = [Credential(**{k: str(row.get(k) or "") for k in FIELDS}) for row in rows]
         except (ValueError, TypeError, AttributeError) as exc:
-            raise ConfigError(f"The credentials file {self.path} cannot be read: {exc}.", "Restore it, or move it away to issue new passwords.") from None
+            raise ConfigError(
+                f"The credentials file {self.path} cannot be read: {exc}.", "Restore it, or move it away to issue new passwords."
+            ) from None
         return {c.role: c for c in found if c.role}
 
     def write(self, credentials: dict[str, Credential]) -> None:

@@ -199,7 +199,8 @@ def _create_role(conn: psycopg.Connection, student: Student, role: str, password
     with conn.transaction():
         conn.execute(
             sql.SQL(
-                "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {} PASSWORD {}"
+                "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS "
+                "CONNECTION LIMIT {} PASSWORD {}"
             ).format(ident, sql.Literal(limits.connection_limit), sql.Literal(_scram(conn, role, password)))
         )
         conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(ident, sql.Literal(MARK + student.key)))
@@ -254,7 +255,7 @@ def _check_ours(conn: psycopg.Connection, student: Student, role: str) -> tuple[
             )
         if comment[len(MARK) :] != student.key:
             raise ClassroomError(
-                f"The {kind} {role!r} belongs to the student {comment[len(MARK):]!r}, whose id gives the same name as {student.key!r}.",
+                f"The {kind} {role!r} belongs to the student {comment[len(MARK) :]!r}, whose id gives the same name as {student.key!r}.",
                 "Give the students distinct ids, or use another --prefix for one of them.",
             )
     return role_comment is not None, db_comment not in (None, BUILDING)
@@ -269,13 +270,19 @@ def provision_one(
     role = role_name(student.key, prefix)
     has_role, has_database = _check_ours(conn, student, role)
     outcome = Outcome(credential=known[role] if role in known else _credential(info, student, role, _password(), host))
-    if role in known and host and known[role].database_url != (fresh := _credential(info, student, role, known[role].password, host)).database_url:
+    if (
+        role in known
+        and host
+        and known[role].database_url != (fresh := _credential(info, student, role, known[role].password, host)).database_url
+    ):
         outcome.credential = fresh
     if not has_role:
         _create_role(conn, student, role, outcome.credential.password, limits, report)
         outcome.created_role = True
     elif role not in known:
-        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(_scram(conn, role, outcome.credential.password))))
+        conn.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(_scram(conn, role, outcome.credential.password)))
+        )
         outcome.new_password = True
     if not has_database:
         _build_database(info, conn, role, role)
@@ -327,8 +334,9 @@ class StudentDatabase:
 def students(conn: psycopg.Connection, prefix: str | None = None) -> dict[str, str]:
     """Provisioned students on the server: role name → student key (only roles labkit made)."""
     rows = conn.execute(
-        "SELECT rolname, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE shobj_description(oid, 'pg_authid') LIKE %s ORDER BY rolname",
-        [MARK.replace("_", "\\_") + "%"],
+        "SELECT rolname, description FROM pg_roles, shobj_description(oid, 'pg_authid') AS description "
+        "WHERE description LIKE %s ORDER BY rolname",
+        [MARK + "%"],
     ).fetchall()
     return {r[0]: r[1][len(MARK) :] for r in rows if prefix is None or r[0].startswith(prefix)}
 

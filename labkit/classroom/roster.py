@@ -127,7 +127,9 @@ def read_roster(path: Path) -> list[Student]:
         students.append(Student(key=key, name=name, login=login, email=email, line=number))
     problems += check_names(students, DEFAULT_PREFIX, raise_errors=False)
     if problems:
-        raise RosterError(f"The roster {path} has {len(problems)} unusable row(s):\n  " + "\n  ".join(problems), "Fix those rows and run again.")
+        raise RosterError(
+            f"The roster {path} has {len(problems)} unusable row(s):\n  " + "\n  ".join(problems), "Fix those rows and run again."
+        )
     if not students:
         raise RosterError(f"The roster {path} lists no students.", "Export the class list with one row per student.")
     return students

@@ -126,7 +126,9 @@ def cmd_drop(args: argparse.Namespace) -> int:
     if not roles:
         print("No students are provisioned on this server.")
         return 0
-    _confirm(f"This drops {len(roles)} student role(s) and their databases ({', '.join(roles[:5])}{' …' if len(roles) > 5 else ''}).", args.yes)
+    _confirm(
+        f"This drops {len(roles)} student role(s) and their databases ({', '.join(roles[:5])}{' …' if len(roles) > 5 else ''}).", args.yes
+    )
     dropped = provision.drop(info, roles, _store(args))
     print(f"Dropped {len(dropped)} student(s) and their databases.")
     return 0
