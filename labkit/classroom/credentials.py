@@ -70,8 +70,8 @@ def check_location(path: Path) -> None:
 class Store:
     """The credentials file: read, merge, write atomically with mode 0600."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path.expanduser()
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path).expanduser()
         self.is_json = self.path.suffix.lower() == ".json"
 
     def check(self) -> None:

@@ -309,13 +309,15 @@ def provision(
         _lock(conn)
         _ensure_template(info, conn)
         known = store.read()
+        before = dict(known)
         try:
             for student in students:
                 outcome = provision_one(info, conn, student, known, limits=limits, prefix=prefix, report=report, host=host)
                 known[outcome.credential.role] = outcome.credential
                 report.outcomes.append(outcome)
         finally:
-            store.write(known)  # what was made so far keeps its password even if a later student fails
+            if known != before or not store.path.exists():
+                store.write(known)  # what was made so far keeps its password even if a later student fails
     return report
 
 
