@@ -84,7 +84,7 @@ def ensure_student(settings: HubSettings, username: str) -> Credential:
 
 
 def home_of(spawner: Any) -> str:
-    """The user's home as their server will see it (local spawners: the real one; containers: /home/jovyan)."""
+    """The user's home as their server will see it: the local spawners' real one, else ``~``."""
     if home := getattr(spawner, "home_dir", None):
         return str(home)
     if "LocalProcessSpawner" in type(spawner).__name__:
@@ -92,7 +92,7 @@ def home_of(spawner: Any) -> str:
             return pwd.getpwnam(spawner.user.name).pw_dir
         except KeyError:
             pass
-    return "/home/jovyan"
+    return "~"  # expanded by labkit in the user's own server (KubeSpawner, SystemdSpawner, …)
 
 
 def environment(settings: HubSettings, credential: Credential, spawner: Any) -> dict[str, str]:
