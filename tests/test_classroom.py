@@ -313,3 +313,21 @@ def test_a_notebook_lab_uses_the_students_own_database(instructor: ConnectionInf
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["tcls_s_001", "tcls_s_001"]
     assert os.environ.get("LABKIT_DATABASE_URL") != a["database_url"]
+
+
+def test_temp_file_limit_applies_once_a_superuser_grants_it(instructor: ConnectionInfo, shop: ConnectionInfo, store: Store) -> None:
+    with shop.connect() as admin:
+        admin.execute(f"GRANT SET ON PARAMETER temp_file_limit TO {INSTRUCTOR}")
+    try:
+        report = provision.provision(instructor, [Student(key="limited")], store, limits=Limits(temp_file_limit="5MB"), prefix=PREFIX)
+    finally:
+        with shop.connect() as admin:
+            admin.execute(f"REVOKE SET ON PARAMETER temp_file_limit FROM {INSTRUCTOR}")
+    assert report.not_set == []
+    with as_student(credentials(store)["limited"]) as conn:
+        assert conn.execute("SHOW temp_file_limit").fetchone() == ("5MB",)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SET temp_file_limit = -1")
+        conn.execute("SET work_mem = '64kB'")
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded, match="temp_file_limit"):
+            conn.execute("SELECT count(*) FROM (SELECT g, md5(g::text) FROM generate_series(1, 400000) g ORDER BY 2) s")
