@@ -21,6 +21,7 @@ EMAIL_HEADERS = ("email address", "email", "e-mail", "e-mail address", "mail")
 NAME_HEADERS = ("student", "name", "full name", "fullname", "student name")
 FIRST_HEADERS = ("first name", "firstname", "given name")
 LAST_HEADERS = ("last name", "lastname", "surname", "family name")
+SECTION_HEADERS = ("section", "sections", "group", "groups")
 
 
 class RosterError(LabkitError):
@@ -38,6 +39,9 @@ class Student:
     login: str = ""
     email: str = ""
     line: int = 0
+    lms_id: str = ""
+    """The LMS's own user id when the roster has a separate one (Canvas's ``ID`` beside ``SIS User ID``)."""
+    section: str = ""
 
 
 def role_name(key: str, prefix: str = DEFAULT_PREFIX) -> str:
@@ -94,6 +98,7 @@ def read_roster(path: Path) -> list[Student]:
         "name": _column(headers, NAME_HEADERS),
         "first": _column(headers, FIRST_HEADERS),
         "last": _column(headers, LAST_HEADERS),
+        "section": _column(headers, SECTION_HEADERS),
     }
     fallback_id = _column(headers, ("id",)) if cols["id"] != _column(headers, ("id",)) else None  # Canvas: SIS id may be empty
     if cols["id"] is None and cols["login"] is None and cols["email"] is None:
@@ -124,7 +129,11 @@ def read_roster(path: Path) -> list[Student]:
         if email and "@" not in email:
             problems.append(f"line {number}: {email!r} is not an email address.")
             continue
-        students.append(Student(key=key, name=name, login=login, email=email, line=number))
+        students.append(
+            Student(
+                key=key, name=name, login=login, email=email, line=number, lms_id=cell(row, fallback_id), section=cell(row, cols["section"])
+            )
+        )
     problems += check_names(students, DEFAULT_PREFIX, raise_errors=False)
     if problems:
         raise RosterError(

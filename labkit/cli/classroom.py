@@ -178,3 +178,26 @@ def register(add: AddCommand) -> None:
     p = action("template", cmd_template, "make the class template a non-superuser instructor provisions from (run as superuser)")
     p.add_argument("--owner", help="the instructor role that will own it (default: the connected role)")
     p.add_argument("--force", action="store_true", help="rebuild it from the current shop template")
+
+
+def lms_roster(roster_path: str) -> list:  # type: ignore[type-arg]
+    """The roster as the LMS exports need it (read before grading, so a bad roster fails at once)."""
+    from labkit.classroom import roster
+    from labkit.grading import exports
+
+    return [
+        exports.RosterEntry(name=s.name, login=s.login, email=s.email, student_id=s.key, lms_id=s.lms_id, section=s.section)
+        for s in roster.read_roster(Path(roster_path))
+    ]
+
+
+def write_lms_files(entries: list, out: Path, results: list, exercises: list[str]) -> None:  # type: ignore[type-arg]
+    """Beside the gradebook ``out``: the Canvas and Moodle import files (for ``labkit grade --roster``)."""
+    from labkit.grading import exports
+
+    canvas, moodle = out.with_name(out.stem + "-canvas.csv"), out.with_name(out.stem + "-moodle.csv")
+    problems = exports.write_canvas(canvas, results, exercises, entries)
+    problems += [p for p in exports.write_moodle(moodle, results, exercises, entries) if p not in problems]
+    for problem in problems:
+        print(f"labkit: {problem}", file=sys.stderr)
+    print(f"For the LMS: {canvas} (Canvas gradebook import)  ·  {moodle} (Moodle grade import, by email)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from labkit.cli import classroom
 from labkit.cli.common import AddCommand, ensure_shop, hidden_specs, settings_from
 from labkit.errors import ConfigError
 from labkit.servers import lifecycle
@@ -39,6 +40,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     except KeyError as exc:
         raise ConfigError(str(exc.args[0]), "Name exercises like 03.2 or whole notebooks like 03.") from None
     points = _points(args.points or [])
+    roster = classroom.lms_roster(args.roster) if args.roster else None
     if unknown := sorted(set(points) - set(checker.specs())):
         raise ConfigError(f"--points names unknown exercise(s): {', '.join(unknown)}.", "Use ids like 03.2.")
     options = grader.Options(statement_timeout=args.statement_timeout, time_limit=args.time_limit, points=points)
@@ -54,6 +56,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
           + (f" and a hidden dataset (scale {args.hidden_scale:g})" if options.hidden_specs is not None else "") + ".")  # fmt: skip
     results = grader.grade_all(info, submissions, exercises, options, progress=not args.quiet)
     gradebook.write_csv(out, results, exercises)
+    if roster is not None:
+        classroom.write_lms_files(roster, out, results, exercises)
     feedback_dir = Path(args.feedback) if args.feedback else out.with_name(out.stem + "-feedback")
     gradebook.write_feedback(feedback_dir, results, exercises)
     summary = gradebook.summarise(results, exercises)
@@ -78,3 +82,4 @@ def register(add: AddCommand) -> None:
     grade.add_argument("--hidden-scale", type=float, default=0.5, help="scale of the hidden dataset (default 0.5)")
     grade.add_argument("--solutions", default="notebooks", help="instructor notebooks with the reference solutions (for --hidden-seed)")
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
+    grade.add_argument("--roster", help="the LMS roster (CSV): also write Canvas and Moodle import files next to the gradebook")
