@@ -66,6 +66,15 @@ def test_grade_writes_canvas_and_moodle_files_matched_by_login_email_and_id(shop
         ["grace@uni.example", "1", "0"],
         ["alan@uni.example", "", ""],
     ]
+    nbgrader = rows(out.with_name("gradebook-nbgrader.csv"))
+    assert nbgrader[0] == list(exports.NBGRADER_COLUMNS)
+    assert nbgrader[1:5] == [
+        ["00-welcome", "", "", "ada", "Lovelace", "Ada", "ada@uni.example", "2", "0", "2", "4"],
+        ["00-welcome", "", "", "grace", "Hopper", "Grace", "grace@uni.example", "1", "0", "1", "4"],
+        ["00-welcome", "", "", "alan", "Turing", "Alan", "alan@uni.example", "0", "0", "0", "4"],
+        ["00-welcome", "", "", "edsger", "Dijkstra", "Edsger", "", "0", "0", "0", "4"],
+    ]
+    assert len(nbgrader) == 1 + 2 * 4 and nbgrader[5][0] == "02-ctes"
     assert "submission 'stranger' matches no student of the roster" in result.stderr
     assert "Edsger Dijkstra has no email in the roster" in result.stderr
 

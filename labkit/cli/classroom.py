@@ -195,9 +195,10 @@ def write_lms_files(entries: list, out: Path, results: list, exercises: list[str
     """Beside the gradebook ``out``: the Canvas and Moodle import files (for ``labkit grade --roster``)."""
     from labkit.grading import exports
 
-    canvas, moodle = out.with_name(out.stem + "-canvas.csv"), out.with_name(out.stem + "-moodle.csv")
+    canvas, moodle, nbgrader = (out.with_name(f"{out.stem}-{kind}.csv") for kind in ("canvas", "moodle", "nbgrader"))
     problems = exports.write_canvas(canvas, results, exercises, entries)
     problems += [p for p in exports.write_moodle(moodle, results, exercises, entries) if p not in problems]
+    exports.write_nbgrader(nbgrader, results, exercises, entries)
     for problem in problems:
         print(f"labkit: {problem}", file=sys.stderr)
-    print(f"For the LMS: {canvas} (Canvas gradebook import)  ·  {moodle} (Moodle grade import, by email)")
+    print(f"For the LMS: {canvas} (Canvas gradebook import)  ·  {moodle} (Moodle grade import, by email)  ·  {nbgrader} (nbgrader export)")

@@ -4,6 +4,8 @@
   (an assignment), a ``Points Possible`` row first, as Canvas's gradebook export and import have it.
 - Moodle: ``Email address`` and one column per notebook, for Grades → Import → CSV file
   (map "Email address" to the user's email).
+- nbgrader: the columns of ``nbgrader export`` (one row per notebook and student), for tools
+  that already read nbgrader's grades.
 
 A submission that matches no roster entry (or more than one) is reported, never guessed; a student
 with no submission gets an empty cell, which both LMS read as "no grade" rather than zero.
@@ -20,6 +22,8 @@ from labkit.exercises import checker
 from labkit.grading.grader import SubmissionGrade
 
 CANVAS_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
+NBGRADER_COLUMNS = ("assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
+                    "raw_score", "late_submission_penalty", "score", "max_score")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -123,4 +127,34 @@ def write_moodle(path: Path, results: Sequence[SubmissionGrade], exercises: Sequ
                     problems.append(f"{entry.name or entry.login or entry.student_id} has no email in the roster; not in the Moodle file.")
                 continue
             writer.writerow([entry.email, *_scores(placed.get(index), groups)])
+    return problems
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    """(last, first) from "Last, First" (Canvas) or "First Last"."""
+    if "," in name:
+        last, first = name.split(",", 1)
+        return last.strip(), first.strip()
+    first, _, last = name.strip().rpartition(" ")
+    return (last, first) if first else (name.strip(), "")
+
+
+def write_nbgrader(path: Path, results: Sequence[SubmissionGrade], exercises: Sequence[str], roster: Sequence[RosterEntry]) -> list[str]:
+    """``nbgrader export``'s CSV: one row per notebook and roster student (no submission: score 0, as nbgrader writes)."""
+    groups = assignments(exercises)
+    placed, problems = match(results, roster)
+    possible = _possible(groups, results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(NBGRADER_COLUMNS)
+        for (assignment, _), maximum in zip(groups.items(), possible, strict=True):
+            for index, entry in enumerate(roster):
+                result = placed.get(index)
+                if result is not None and not result.graded:
+                    continue  # not graded (a server failure): no score rather than a false zero
+                score = _scores(result, {assignment: groups[assignment]})[0] if result is not None else "0"
+                last, first = _split_name(entry.name)
+                student = entry.login or entry.student_id or entry.email
+                writer.writerow([assignment, "", "", student, last, first, entry.email, score, "0", score, maximum])
     return problems
