@@ -74,6 +74,12 @@ def test_bad_rows_get_one_message_each(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "There is no roster" in missing.stderr and "Traceback" not in missing.stderr
 
 
+def test_an_unreachable_server_is_one_message(tmp_path: Path) -> None:
+    result = subprocess.run([*LABKIT, "class", "list", "--url", "postgresql://instructor@127.0.0.1:1/postgres"],
+                            env=clean_env(), capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 5 and "Nothing answers at 127.0.0.1:1" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_names_are_safe_identifiers_and_distinct() -> None:
     names = [role_name(k, PREFIX) for k in ("Ada", "o'neil\"; DROP ROLE x; --", "Zoë", "x" * 200, "x" * 199 + "y")]
     assert names[:3] == ["tcls_ada", "tcls_o_neil_drop_role_x", "tcls_zoe"]

@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from labkit.classroom import provision
 from labkit.classroom.credentials import DEFAULT_PATH, Credential, Store
 from labkit.classroom.roster import DEFAULT_PREFIX, Student
 from labkit.errors import ConfigError
-from labkit.servers.url import parse_url
+from labkit.servers.url import explain_connect_error, parse_url
 
 WORKSPACE_ENV = "LABKIT_WORKSPACE"
 """The environment variable naming the student's workspace folder (the course notebooks they work in)."""
@@ -77,9 +79,11 @@ def ensure_student(settings: HubSettings, username: str) -> Credential:
     store = Store(settings.credentials)
     with store.locked():
         student = student_for(username, store.read())
-    report = provision.provision(
-        parse_url(settings.url), [student], store, limits=settings.limits, prefix=settings.prefix, host=settings.student_host
-    )
+    info = parse_url(settings.url)
+    try:
+        report = provision.provision(info, [student], store, limits=settings.limits, prefix=settings.prefix, host=settings.student_host)
+    except psycopg.OperationalError as exc:
+        raise explain_connect_error(info, exc) from None
     return report.outcomes[0].credential
 
 

@@ -142,7 +142,20 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_class(args: argparse.Namespace) -> int:
-    return int(args.class_func(args))
+    import psycopg
+
+    from labkit.classroom.provision import ClassroomError
+    from labkit.servers.url import explain_connect_error
+
+    try:
+        return int(args.class_func(args))
+    except psycopg.OperationalError as exc:
+        raise explain_connect_error(_server(args), exc) from None
+    except psycopg.Error as exc:
+        message = exc.diag.message_primary or str(exc).strip()
+        raise ClassroomError(
+            f"The server refused: {message}", "Check that --url names the instructor role (CREATEDB CREATEROLE)."
+        ) from None
 
 
 def register(add: AddCommand) -> None:
