@@ -29,6 +29,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     if args.submissions == "merge":
         return cmd_merge(args)
+    if args.submissions == "gradescope":
+        return cmd_gradescope(args)
     if args.parts:
         raise ConfigError(f"Unexpected arguments: {' '.join(args.parts)}.", "Grade one folder, or: labkit grade merge PARTS… --out FILE")
     folder, out = Path(args.submissions), Path(args.out)
@@ -87,9 +89,28 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gradescope(args: argparse.Namespace) -> int:
+    from labkit.exercises import checker
+    from labkit.grading import grader, gradescope
+
+    out = Path("autograder.zip" if args.out == "gradebook.csv" else args.out)
+    if out.suffix != ".zip":
+        raise ConfigError(f"--out {out} should name the autograder's .zip.", "For example: labkit grade gradescope --out autograder.zip")
+    only = [e for e in (args.exercises or "").split(",") if e]
+    try:
+        exercises = grader.exercises_for([], only) if only else sorted(checker.specs(), key=lambda e: tuple(map(int, e.split("."))))
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0]), "Name exercises like 03.2 or whole notebooks like 03.") from None
+    config = gradescope.AutograderConfig(exercises, _points(args.points or []), args.statement_timeout, args.time_limit,
+                                         args.hidden_seed, args.hidden_scale)  # fmt: skip
+    files = gradescope.build(out, config)
+    print(f"Wrote {out} ({files} files, {len(exercises)} exercises): upload it as the assignment's autograder on Gradescope.")
+    return 0
+
+
 def register(add: AddCommand) -> None:
     grade = add("grade", cmd_grade, "grade a class's submitted notebooks into a CSV gradebook, with feedback per student")
-    grade.add_argument("submissions", help="folder with one sub-folder (or STUDENT.ipynb) per student; or 'merge' PARTS…")
+    grade.add_argument("submissions", help="folder with one sub-folder (or STUDENT.ipynb) per student; or 'merge' PARTS…; or 'gradescope'")
     grade.add_argument("parts", nargs="*", help=argparse.SUPPRESS)
     grade.add_argument("--out", default="gradebook.csv", help="the CSV gradebook to write (default: gradebook.csv)")
     grade.add_argument("--feedback", help="folder for the per-student feedback files (default: next to the gradebook)")
