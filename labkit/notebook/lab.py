@@ -117,6 +117,11 @@ class Lab:
         """Restore the shop database from its pristine template; notebooks are never touched."""
         from labkit.shop import database
 
+        if self.dbname != SHOP_DB:
+            raise LabkitError(
+                f"The database {self.dbname!r} is not labkit's own shop, so it cannot be reset from the notebook.",
+                "On a class server, ask your instructor: labkit class reset <your id>.",
+            )
         self.engine.dispose()
         seconds = database.reset(self.info)
         _reconnect_magic(self)  # the reset closed every connection to the old database
@@ -178,6 +183,18 @@ def _configure_display() -> None:
     matplotlib.rcParams.update({"figure.figsize": (8, 4), "figure.dpi": 80, "axes.grid": True, "svg.hashsalt": "labkit"})
 
 
+def _named_shop_copy(info: ConnectionInfo) -> str | None:
+    """The database a URL names when it is a loaded copy of the shop (a student's own on a class server), else None."""
+    if info.provider != "url" or info.maintenance_db in (SHOP_DB, "postgres"):
+        return None
+    try:
+        with info.connect() as conn:
+            row = conn.execute("SELECT value FROM labkit_meta WHERE key = 'schema_stage'").fetchone()
+    except psycopg.Error:
+        return None
+    return info.maintenance_db if row and row[0] == "finish" else None
+
+
 def lab(*, load_data: bool = True, server: str | None = None, scale: float | None = None) -> Lab:
     """Ensure PostgreSQL 16 and the shop database, connect ``%sql``, and return the :class:`Lab`.
 
@@ -186,12 +203,13 @@ def lab(*, load_data: bool = True, server: str | None = None, scale: float | Non
     """
     settings = Settings.load(server=server, scale=scale)
     info = lifecycle.ensure_server(settings)
-    if load_data:
+    own = _named_shop_copy(info)
+    if load_data and own is None:
         from labkit.shop import database
 
         with lifecycle.locked(settings):
             database.ensure_shop(info, scale=settings.scale, progress=True)
-    dbname = SHOP_DB if load_data else info.maintenance_db
+    dbname = own or (SHOP_DB if load_data else info.maintenance_db)
     engine = make_engine(info, dbname)
     try:
         with engine.connect() as conn:
