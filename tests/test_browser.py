@@ -72,7 +72,9 @@ def jupyterlab(shop: ConnectionInfo, tmp_path_factory: pytest.TempPathFactory) -
                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root / 'notebooks'}"]  # fmt: skip
     if os.geteuid() == 0:
         command.append("--allow-root")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings)})
+    # Own settings and workspaces: a workspace saved by another JupyterLab on this machine would reopen its tabs here.
+    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces")}
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
@@ -142,10 +144,15 @@ def test_notebook_00_runs_in_a_real_browser(jupyterlab: tuple[str, Path]) -> Non
         dialogs = driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog")
         assert tables, "no query result table on the page"
         assert any("major_version" in t.text or "row_count" in t.text for t in tables)
-        assert images and all(img.get_attribute("src").startswith("data:image/png") for img in images), "no plot on the page"
+        plots = [img for img in images if img.get_attribute("src").startswith("data:image/png")]
+        diagrams = [img for img in images if img.get_attribute("src").startswith("data:image/svg+xml")]
+        assert plots, "no plot on the page"
+        assert len(diagrams) == 1, "the schema diagram (Mermaid) did not render"
+        driver.execute_script("arguments[0].scrollIntoView()", diagrams[0])
+        driver.save_screenshot(str(ARTIFACTS / "browser-00-schema-diagram.png"))
         assert not errors, [e.text[:300] for e in errors]
         assert not dialogs, [d.text[:300] for d in dialogs]
-        images[-1].location_once_scrolled_into_view  # noqa: B018  # a plot in the final screenshot
+        plots[-1].location_once_scrolled_into_view  # noqa: B018  # a plot in the final screenshot
         driver.save_screenshot(str(ARTIFACTS / "browser-00-welcome.png"))
         severe = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not [m for m in severe if "extension" in m.lower() or "plugin" in m.lower()], severe

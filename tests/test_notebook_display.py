@@ -264,12 +264,14 @@ def test_er_diagram_is_mermaid_with_crows_feet_and_only_shop_tables(shop: Connec
     diagram = labkit.erd.draw(tables, keys)
     bundle = diagram._repr_mimebundle_()
     source = bundle["text/vnd.mermaid"]
-    assert source.startswith("erDiagram\n")
+    assert source.startswith(labkit.erd.MERMAID_CONFIG + "\nerDiagram\n")
     assert bundle["text/markdown"].endswith(f"```mermaid\n{source}\n```")
     assert '    users ||--o{ orders : "user_id"' in source
     assert '    orders ||--o{ order_items : "order_id"' in source
     assert "labkit_meta" not in source and "audit_log_2024_01" not in source, "no internal tables, partitions folded"
     assert re.search(r"^        uuid id PK$", source, re.M) and re.search(r"^        uuid user_id FK$", source, re.M)
+    assert "    logs {" not in source and "`logs`" in bundle["text/markdown"], "a table no key links is named below, not drawn"
+    assert "    logs {" in labkit.erd.draw(tables, keys, standalone=True)._repr_mimebundle_()["text/vnd.mermaid"]
     types = re.findall(r"^        (\S+) \S+", source, re.M)
     assert types and all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\[\])*", t) for t in types), "attribute types are single Mermaid words"
 

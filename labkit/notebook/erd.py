@@ -16,6 +16,8 @@ import psycopg
 from labkit.config import SQL_DIR
 
 QUERIES = SQL_DIR / "queries"
+# Drawn at its natural size (text at reading size; a wide diagram scrolls) rather than shrunk to the page width.
+MERMAID_CONFIG = '%%{init: {"er": {"useMaxWidth": false}}}%%'
 INTERNAL_PREFIX = "labkit_"  # the lab's own bookkeeping tables are not part of the shop
 TYPE_NAMES = {"timestamp with time zone": "timestamptz", "timestamp without time zone": "timestamp", "character varying": "varchar",
               "double precision": "float8", "time without time zone": "time", "character": "char", "bit varying": "varbit"}  # fmt: skip
@@ -79,7 +81,7 @@ def _relationship(key: ForeignKey, child: Table) -> str:
 def mermaid(tables: list[Table], keys: list[ForeignKey]) -> str:
     """The ``erDiagram`` source: every table with its columns (PK/FK marked), then the relationships."""
     fk_columns = {(k.from_table, c) for k in keys for c in k.column_names}
-    lines = ["erDiagram"]
+    lines = [MERMAID_CONFIG, "erDiagram"]
     by_name = {t.name: t for t in tables}
     for key in keys:
         lines.append(_relationship(key, by_name[key.from_table]))
@@ -98,15 +100,30 @@ class Diagram:
 
     source: str
     title: str = ""
+    note: str = ""
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         heading = f"**{self.title}**\n\n" if self.title else ""
-        return {"text/vnd.mermaid": self.source, "text/markdown": f"{heading}```mermaid\n{self.source}\n```", "text/plain": self.source}
+        note = f"\n\n{self.note}" if self.note else ""
+        return {
+            "text/vnd.mermaid": self.source,
+            "text/markdown": f"{heading}```mermaid\n{self.source}\n```{note}",
+            "text/plain": self.source + (f"\n\n{self.note}" if self.note else ""),
+        }
 
     def __str__(self) -> str:
         return self.source
 
 
-def draw(tables: list[Table], keys: list[ForeignKey], title: str = "The shop database") -> Diagram:
-    """The ER diagram of ``tables`` and ``keys`` (from :func:`read_catalog`), as a Mermaid ``erDiagram``."""
-    return Diagram(mermaid(tables, keys), title)
+def draw(tables: list[Table], keys: list[ForeignKey], title: str = "The shop database", *, standalone: bool = False) -> Diagram:
+    """The ER diagram of ``tables`` and ``keys`` (from :func:`read_catalog`), as a Mermaid ``erDiagram``.
+
+    Tables no foreign key links are named below the diagram rather than drawn (they would only make it
+    wider and its text smaller); ``standalone=True`` draws them too."""
+    linked = {k.from_table for k in keys} | {k.to_table for k in keys}
+    alone = sorted(t.name for t in tables if t.name not in linked)
+    if standalone or not alone:
+        return Diagram(mermaid(tables, keys), title)
+    names = ", ".join(f"`{name}`" for name in alone)
+    note = f"Not linked to other tables by a foreign key, so not drawn: {names} (`%sql \\d {alone[0]}` shows a table's columns)."
+    return Diagram(mermaid([t for t in tables if t.name in linked], keys), title, note)
