@@ -117,7 +117,8 @@ def render(exc: BaseException) -> list[str]:
 def _show(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None) -> list[str]:
     shown = readable(value)
     lines = render(shown)
-    shell._showtraceback(type(shown), shown, lines)
+    # An SQL error keeps its class name (ProgrammingError, IntegrityError, …); its value is the psql text.
+    shell._showtraceback(etype if isinstance(shown, SQLError) else type(shown), shown, lines)
     return lines
 
 

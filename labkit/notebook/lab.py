@@ -23,6 +23,8 @@ from labkit.servers.base import ConnectionInfo
 SHOP_DB = "shop"
 ALIAS = "shop"
 DISPLAY_LIMIT = 20
+SCALE_QUERY = "SELECT value FROM labkit_meta WHERE key = 'scale'"
+WHERE = {"portable": "on this machine", "local": "on this machine", "docker": "in Docker"}  # else "at <host>"
 SQLMAGIC_CONFIG = {
     "short_errors": False,  # a failing SQL cell raises, so nbval and nbclient see it
     "displaycon": False,  # no host/port in outputs
@@ -202,16 +204,15 @@ def lab(*, load_data: bool = True, server: str | None = None, scale: float | Non
         raise ConnectError(f"The lab database {dbname!r} does not answer: {exc.orig}", "Run 'labkit doctor' in a terminal.") from exc
     result = Lab(info=info, engine=engine, dbname=dbname)
     _configure_magic(result)
-    print(_summary(info, str(version), scale_loaded if load_data else None))
+    print(_summary(info, str(version), dbname, scale_loaded))
     return result
 
 
-SCALE_QUERY = "SELECT value FROM labkit_meta WHERE key = 'scale'"
-WHERE = {"portable": "on this machine", "local": "on this machine", "docker": "in Docker"}
-
-
-def _summary(info: ConnectionInfo, version: str, scale_loaded: str | None) -> str:
+def _summary(info: ConnectionInfo, version: str, dbname: str, scale_loaded: str | None) -> str:
     """One line: which PostgreSQL, where it runs, and whether the shop is loaded."""
     where = WHERE.get(info.provider, f"at {info.host}")
-    shop = f"the shop database is loaded (scale {scale_loaded})" if scale_loaded else "the shop database is not loaded"
-    return f"labkit: PostgreSQL {version.split()[0]} {where} ({info.provider}); {shop}."
+    if dbname == SHOP_DB:
+        database = f"the shop database is loaded (scale {scale_loaded})" if scale_loaded else "the shop database is loaded"
+    else:
+        database = f"connected to the {dbname} database (the shop was not loaded)"
+    return f"labkit: PostgreSQL {version.split()[0]} {where} ({info.provider}); {database}."
