@@ -15,6 +15,7 @@ COPY exercises ./exercises
 COPY scripts ./scripts
 RUN pip install --no-cache-dir -e . \
  && python scripts/remove-incompatible-labextensions.py \
+ && python scripts/jupyterlab-settings.py \
  && chown -R learner /lab
 
 USER learner

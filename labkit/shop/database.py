@@ -343,7 +343,7 @@ def _build(info: ConnectionInfo, dbname: str, *, seed: int, scale: float, progre
     with _connect(info, dbname) as conn:
         conn.execute("SET synchronous_commit = off")
         conn.execute("SET maintenance_work_mem = '256MB'")
-        bar.set_description("indexes and keys")
+        bar.set_description_str("indexes and keys")
         schema.finish_schema(conn)
         conn.execute(
             "INSERT INTO public.labkit_meta (key, value) VALUES ('as_of', %s), ('seed', %s), ('scale', %s), ('data_checksum', %s) "
@@ -359,7 +359,7 @@ def _build(info: ConnectionInfo, dbname: str, *, seed: int, scale: float, progre
                 )
             )
         conn.execute(sql.SQL("ALTER DATABASE {} SET timezone = 'UTC'").format(sql.Identifier(dbname)))
-    bar.set_description("vacuum analyze")
+    bar.set_description_str("vacuum analyze")
     bulkload.vacuum_analyze(info, dbname)
     bar.close()
     return loaded.total
