@@ -72,9 +72,9 @@ def test_feedback_names_what_differs_without_the_answer(exercises) -> None:  # t
     named = checking.evaluate(exercises, "99.1", "SELECT status::text AS s, count(*) AS n FROM orders GROUP BY 1 ORDER BY 2 DESC")
     assert "'status'" in named.feedback[0]
     wrong = checking.evaluate(exercises, "99.1", TOP.replace("count(*)", "count(*) + 1") + " ORDER BY n DESC")
-    assert "'n'" in wrong.feedback[0] and "Row 1" in wrong.feedback[1]
+    assert "'n'" in wrong.feedback[0] and "row 1" in wrong.feedback[1]
     failed = checking.evaluate(exercises, "99.1", "SELECT nope FROM orders")
-    assert failed.feedback[0].startswith("Your SQL failed: UndefinedColumn")
+    assert failed.feedback[0].startswith('ERROR:  column "nope" does not exist\nLINE 1: SELECT nope FROM orders\n')
 
 
 def test_structure_is_checked_on_the_parse_tree(exercises) -> None:  # type: ignore[no-untyped-def]
@@ -105,7 +105,7 @@ def test_check_raises_with_feedback_only(shop: ConnectionInfo, exercises) -> Non
     with pytest.raises(checking.ExerciseFailed) as raised:
         checking.check(shop, "shop", "99.1", "SELECT 1")
     assert raised.value._render_traceback_()[0] == "✗ Exercise 99.1: not yet."
-    assert repr(checking.check(shop, "shop", "99.1", TOP + " ORDER BY n DESC")) == "✓ Exercise 99.1: correct."
+    assert repr(checking.check(shop, "shop", "99.1", TOP + " ORDER BY n DESC")).startswith("✓ Exercise 99.1: correct. ")
 
 
 def test_release_strips_solutions_and_keeps_the_rest(exercises, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

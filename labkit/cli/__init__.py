@@ -39,4 +39,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("labkit: interrupted; nothing was half-changed.", file=sys.stderr)
         return 130
-

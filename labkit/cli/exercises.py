@@ -33,15 +33,11 @@ def cmd_exercises(args: argparse.Namespace) -> int:
 
 
 def _mutants(info: ConnectionInfo, settings: Settings, args: argparse.Namespace) -> int:
-    from labkit.exercises import checker, mutants, refresh
+    from labkit.exercises import checker, mutants, refresh, shuffled
     from labkit.grading import hidden
 
     wanted = [o for o in (args.only or "").split(",") if o]
-    chosen = [
-        s for s in refresh.all_solutions()
-        if (not wanted or checker.selected(s.exercise, wanted))
-        and checker.spec(s.exercise).get("kind", "result") != "plan"  # a plan check is about how, not what
-    ]  # fmt: skip
+    chosen = [s for s in refresh.all_solutions() if not wanted or checker.selected(s.exercise, wanted)]
     expected_there: dict[str, dict] = {}
     if args.hidden_seed is not None:
         exercises = [s.exercise for s in chosen]
@@ -50,10 +46,11 @@ def _mutants(info: ConnectionInfo, settings: Settings, args: argparse.Namespace)
     with contextlib.ExitStack() as stack:
         conn = stack.enter_context(info.connect(SHOP_DB))
         hidden_conn = stack.enter_context(info.connect(hidden.HIDDEN_DB)) if expected_there else None
+        shuffled_conn = stack.enter_context(info.connect(shuffled.SHUFFLED_DB)) if shuffled.ensure(info) else None
         for solution in chosen:
             spec = expected_there.get(solution.exercise)
             there = (hidden_conn, spec) if hidden_conn is not None and spec else None
-            reports.append(mutants.try_mutants(conn, solution.exercise, solution.sql, hidden=there))
+            reports.append(mutants.try_mutants(conn, solution.exercise, solution.sql, hidden=there, shuffled=shuffled_conn))
             print(mutants.report_text(reports[-1:]).splitlines()[0], flush=True)
     print(mutants.report_text(reports))
     return 0

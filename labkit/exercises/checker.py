@@ -104,9 +104,9 @@ CHECKER_SEARCH_PATH = "pg_catalog, public, pg_temp"  # the checks' own queries: 
 class ResultTooLarge(Exception):
     """The answer returned more rows or bytes than a right answer could (fetching stopped)."""
 
-    def __init__(self, rows: int, limit_rows: int | None, nbytes: int) -> None:
+    def __init__(self, columns: list[str], rows: int, limit_rows: int | None, nbytes: int) -> None:
         super().__init__(f"more than {rows} rows" if limit_rows is not None and rows > limit_rows else f"more than {nbytes:,} bytes")
-        self.rows, self.limit_rows, self.nbytes = rows, limit_rows, nbytes
+        self.columns, self.rows, self.limit_rows, self.nbytes = columns, rows, limit_rows, nbytes
 
 
 def _as_rows(answer: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -133,7 +133,7 @@ def _fetch(cur: psycopg.Cursor, sql: str, max_rows: int | None, max_bytes: int) 
         size += sum(len(result.get_value(0, i) or b"") for i in range(result.nfields)) if result is not None else 0
         rows.append(row)
         if (max_rows is not None and len(rows) > max_rows) or size > max_bytes:
-            raise ResultTooLarge(len(rows), max_rows, size)
+            raise ResultTooLarge([d.name for d in cur.description or []], len(rows), max_rows, size)
     return ([d.name for d in cur.description] if cur.description else []), rows
 
 
@@ -387,7 +387,11 @@ def evaluate(
                                           max_rows=expected_rows)  # fmt: skip
             feedback += compare(spec_, columns, rows, learner_sql)
     except ResultTooLarge as exc:
-        if exc.limit_rows is not None and exc.rows > exc.limit_rows:
+        shape = Fingerprint(exc.columns, []) if spec_.get("expected") else None
+        if shape is not None and (columns_wrong := _columns_feedback(shape, Fingerprint.from_json(spec_["expected"]),
+                                                                     spec_.get("column_names", True))):  # fmt: skip
+            feedback = columns_wrong
+        elif exc.limit_rows is not None and exc.rows > exc.limit_rows:
             feedback = [f"Your result has more than {exc.limit_rows} row(s) (the check stopped reading there); the expected "
                         f"result has {exc.limit_rows}: is a condition missing, or does a join repeat rows?"]  # fmt: skip
         else:
