@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labkit.exercises import checker, shuffled
+from labkit.exercises.structure import MAX_ANSWER_CHARS
 from labkit.grading import limits, sandbox, worker
 from labkit.grading.hidden import HIDDEN_DB
 from labkit.grading.submission import Answer, Submission
@@ -37,6 +38,9 @@ class Options:
     workers: int = max(2, min(4, os.cpu_count() or 2))
     points: dict[str, float] = field(default_factory=dict)  # overrides the specs' points
     hidden_specs: dict[str, dict[str, Any]] | None = None  # from hidden.expected_specs
+    memory_limit: int = limits.MEMORY_LIMIT  # bytes of private memory per server session
+    disk_limit: int = limits.DISK_LIMIT  # bytes a sandbox database may grow by
+    max_answer_chars: int = MAX_ANSWER_CHARS  # a longer answer is refused unparsed
 
     def max_points(self, exercise: str) -> float:
         return float(self.points.get(exercise, checker.spec(exercise).get("points", 1)))
@@ -100,6 +104,7 @@ class _Context:
     monitor: limits.Monitor | None
     final: bool  # graded alone after a server failure: what fails now is the answer's doing
     shuffled_db: str | None
+    max_answer_chars: int
     retry: bool = False
     problems: list[str] = field(default_factory=list)
 
@@ -107,7 +112,8 @@ class _Context:
 def _run(ctx: _Context, box: sandbox.Sandbox, exercise: str, sql: str, spec: dict[str, Any], seconds: float) -> list[str] | None:
     """Feedback for one answer in ``box`` (empty when it passes); None when the server failed and the
     submission is to be graded again, alone."""
-    job = worker.Job(exercise, sql, spec, box.info, box.dbname, seconds, ctx.shuffled_db)
+    shuffled_db = ctx.shuffled_db if box.template == database.TEMPLATE_DB else None  # the copy holds the course data only
+    job = worker.Job(exercise, sql, spec, box.info, box.dbname, seconds, shuffled_db, ctx.max_answer_chars)
     outcome = ctx.checker.run(job, grace=2.0, on_late=lambda: sandbox.terminate(ctx.admin, box))
     breach = ctx.monitor.breach(box.role) if ctx.monitor is not None else None
     if breach:
@@ -159,7 +165,7 @@ def grade_submission(admin: ConnectionInfo, submission: Submission, exercises: l
 
     ``final``: the submission is graded alone after a server failure, so what fails now is its own doing."""
     own = checker_process is None
-    ctx = _Context(admin, checker_process or worker.Checker(), monitor, final, shuffled_db)
+    ctx = _Context(admin, checker_process or worker.Checker(), monitor, final, shuffled_db, options.max_answer_chars)
     started = time.monotonic()
     deadline = started + options.time_limit
     templates = {"public": database.TEMPLATE_DB}
@@ -224,7 +230,7 @@ def grade_all(admin: ConnectionInfo, submissions: list[Submission], exercises: l
                                 final=final, shuffled_db=shuffled_db)  # fmt: skip
 
     with (
-        limits.Monitor(admin) as monitor,
+        limits.Monitor(admin, memory_limit=options.memory_limit, disk_limit=options.disk_limit) as monitor,
         tqdm(total=len(submissions), desc="grading", unit=" submission", disable=not progress, leave=False) as bar,
     ):
         try:
@@ -234,8 +240,9 @@ def grade_all(admin: ConnectionInfo, submissions: list[Submission], exercises: l
                     index = futures[future]
                     try:
                         results[index] = future.result()
-                    except Exception as exc:  # the server failed us, not the learner: say so in their row
+                    except Exception as exc:  # the server failed (maybe because of another submission): again, alone
                         results[index] = _not_graded(submissions[index], exercises, options, exc)
+                        results[index].retry = True
                     bar.update(1)
             for index in sorted(i for i, r in results.items() if r.retry):  # alone now: what fails is the answer's doing
                 try:

@@ -47,6 +47,7 @@ class Sandbox:
     role: str
     info: ConnectionInfo
     size: int = 0  # bytes of the database when made (the monitor bounds its growth)
+    template: str = ""  # the database it is a copy of
 
 
 def _check_rights(admin: psycopg.Connection) -> None:
@@ -88,7 +89,7 @@ def create(admin_info: ConnectionInfo, template: str, *, statement_timeout: str)
         except BaseException:
             drop(admin_info, name)
             raise
-    return Sandbox(name, name, dataclasses.replace(admin_info, user=name, password=password), size)
+    return Sandbox(name, name, dataclasses.replace(admin_info, user=name, password=password), size, template)
 
 
 def drop(admin_info: ConnectionInfo, name: str, *, attempts: int = 5) -> None:

@@ -247,6 +247,8 @@ def _notebooks(folder: Path, root: Path) -> tuple[list[Path], list[str]]:
         for name in list(subdirs):
             if (here / name).is_symlink():  # os.walk does not enter it; say so
                 problems.append(f"{(here / name).relative_to(folder)}/ is a link to a folder; it was not read.")
+            elif name.endswith(".ipynb"):
+                problems.append(f"{(here / name).relative_to(folder)} is a folder, not a regular file: not a notebook.")
     return files, problems
 
 

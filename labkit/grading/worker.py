@@ -9,9 +9,11 @@ child starts, and grading goes on. If it does not answer in time, it is killed.
 
 from __future__ import annotations
 
-import multiprocessing
 import multiprocessing.connection
 import signal
+import socket
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,7 @@ class Job:
     dbname: str
     seconds: float
     shuffled_db: str | None = None  # also check a passing answer there (order by luck)
+    max_answer_chars: int = 64_000  # a longer answer is refused before it is parsed
 
 
 @dataclass
@@ -51,6 +54,26 @@ def _limit_memory() -> None:
         pass
 
 
+_connections: dict[tuple[str, str], Any] = {}  # (role, database) → an open connection, in the child
+
+
+def _connection(info: Any, dbname: str) -> Any:
+    """A connection as the sandbox's role, reused between its answers (each check rolls back, and
+    ``DISCARD ALL`` drops whatever session state an earlier answer left); others are closed."""
+    key = (info.user, dbname)
+    for other in [k for k in _connections if k[0] != info.user]:
+        _connections.pop(other).close()
+    conn = _connections.get(key)
+    if conn is not None and not conn.closed and not conn.broken:
+        try:
+            conn.execute("DISCARD ALL")
+            return conn
+        except Exception:
+            conn.close()
+    conn = _connections[key] = info.connect(dbname, connect_timeout=10)
+    return conn
+
+
 def check(job: Job) -> Outcome:
     """Judge one answer (runs in the child)."""
     import pglast
@@ -58,6 +81,7 @@ def check(job: Job) -> Outcome:
 
     from labkit.exercises import checker, structure
 
+    structure.MAX_ANSWER_CHARS = job.max_answer_chars  # this process checks one grading run's answers
     try:
         if not structure.parse(job.sql):
             return Outcome(["Not answered: the query is still empty."])
@@ -65,13 +89,13 @@ def check(job: Job) -> Outcome:
         pass  # the check explains it
     timeout = f"{max(1, int(job.seconds * 1000))}ms"
     try:
-        with job.info.connect(job.dbname, connect_timeout=10) as conn:
-            result = checker.evaluate(conn, job.exercise, job.sql, spec_=job.spec, timeout=timeout, count_attempt=False)
+        conn = _connection(job.info, job.dbname)
+        result = checker.evaluate(conn, job.exercise, job.sql, spec_=job.spec, timeout=timeout, count_attempt=False)
         if result.sqlstate and result.sqlstate.startswith(SERVER_CLASSES):
             return Outcome(result.feedback, result.sqlstate, server_failure=result.feedback[0].splitlines()[0])
         if result.passed and job.shuffled_db and job.spec.get("shuffled"):
-            with job.info.connect(job.shuffled_db, connect_timeout=10) as conn:
-                return Outcome(checker.order_independent(conn, job.exercise, job.sql, spec_=job.spec, timeout=timeout))
+            there = _connection(job.info, job.shuffled_db)
+            return Outcome(checker.order_independent(there, job.exercise, job.sql, spec_=job.spec, timeout=timeout))
         return Outcome(result.feedback, result.sqlstate)
     except psycopg.Error as exc:  # the connection failed or was ended: the server's doing, or our watchdog's
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -103,14 +127,20 @@ class Checker:
     """A child process that checks answers one at a time (parent side)."""
 
     def __init__(self) -> None:
-        self._context = multiprocessing.get_context("spawn")  # the grader runs threads: never fork it
         self._start()
 
     def _start(self) -> None:
-        self._pipe, child = self._context.Pipe()
-        self._process = self._context.Process(target=_serve, args=(child,), daemon=True, name="labkit-checker")
-        self._process.start()
-        child.close()
+        # A fresh interpreter (not fork: the grader runs threads; not multiprocessing's spawn, which
+        # re-imports the caller's main script), talking over a socket pair.
+        ours, theirs = socket.socketpair()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "labkit.grading.worker", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C in the terminal reaches the grader, which then stops the child
+        )
+        theirs.close()
+        self._pipe = multiprocessing.connection.Connection(ours.detach())
 
     def run(self, job: Job, *, grace: float, on_late: Any) -> Outcome:
         """Send ``job``; after ``job.seconds + grace`` call ``on_late()`` (end the sandbox's sessions), then kill the child."""
@@ -126,15 +156,22 @@ class Checker:
             self._restart()
             return Outcome([], timed_out=True)
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
-            self._process.join(5)
-            code = self._process.exitcode
+            code = self._wait()
+            self._pipe.close()
             self._start()
             name = signal.Signals(-code).name if code is not None and code < 0 and -code in signal.valid_signals() else f"exit {code}"
             return Outcome([], crashed=name)
 
+    def _wait(self) -> int | None:
+        try:
+            return self._process.wait(5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            return self._process.wait(5)
+
     def _restart(self) -> None:
         self._process.kill()
-        self._process.join(5)
+        self._wait()
         self._pipe.close()
         self._start()
 
@@ -143,8 +180,11 @@ class Checker:
             self._pipe.send(None)
         except OSError:
             pass
-        self._process.join(5)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join(5)
+        self._wait()
         self._pipe.close()
+
+
+if __name__ == "__main__":  # the child: run the module's own functions, so that what it sends unpickles as labkit.grading.worker's
+    from labkit.grading import worker
+
+    worker._serve(multiprocessing.connection.Connection(int(sys.argv[1])))
