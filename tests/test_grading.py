@@ -161,7 +161,7 @@ def test_the_learners_own_sql_errors_are_their_feedback(graded) -> None:  # type
     errors = results["sql-errors"]
     assert errors.total == 0
     assert "syntax error" in " ".join(errors.grades["03.1"].feedback)
-    assert 'column "no_such_column" does not exist' in errors.grades["03.2"].feedback[0]
+    assert 'column "no_such_column" does not exist' in " ".join(errors.grades["03.2"].feedback)
 
 
 def test_destructive_sql_scores_nothing_and_harms_nothing(graded, shop: ConnectionInfo) -> None:  # type: ignore[no-untyped-def]
@@ -200,7 +200,7 @@ def test_server_files_and_programs_are_out_of_reach(graded) -> None:  # type: ig
     files = results["server-files"]
     assert files.total == 0
     for exercise in ("03.1", "03.2", "03.3"):
-        assert "permission denied" in files.grades[exercise].feedback[0], files.grades[exercise].feedback
+        assert "permission denied" in " ".join(files.grades[exercise].feedback), files.grades[exercise].feedback
     assert not MARKER.exists()
 
 
@@ -210,7 +210,7 @@ def test_unreadable_and_tricky_notebooks_score_what_they_hold(graded) -> None:  
     reader = results["fingerprint-reader"]
     assert reader.total == 0
     assert "must be a plain string" in reader.grades["03.1"].feedback[0]
-    assert "permission denied" in reader.grades["03.2"].feedback[0]
+    assert "permission denied" in " ".join(reader.grades["03.2"].feedback)
     broken = results["broken-cell"]
     assert _points(broken) == {"03.2": 1.0}
     assert "not valid Python" in broken.problems[0]

@@ -90,3 +90,26 @@ def test_the_hidden_dataset_catches_an_off_by_one_date_bound(shop: ConnectionInf
     assert "'<' made '<='" not in [m.description for m in both.survivors]
     assert both.caught_by_hidden >= 1
     assert "only by the hidden dataset" in mutants.report_text([both])
+
+
+def test_mutants_for_luck_literals_and_plans(shop: ConnectionInfo) -> None:
+    from labkit.exercises import shuffled
+
+    window = "SELECT id, row_number() OVER (PARTITION BY user_id ORDER BY created_at) AS n FROM orders ORDER BY id LIMIT 5"
+    found = {m.description: m.sql for m in mutants.mutants(window)}
+    assert "row_number() OVER (PARTITION BY user_id)" in found["the ORDER BY inside OVER (…) left out"]
+    assert "PARTITION BY left out" in found and "the ORDER BY of a LIMIT left out" in found
+    plan = {m.description: m.sql for m in mutants.mutants("SELECT count(*) FROM orders WHERE created_at >= '2025-03-01' AND "
+                                                          "created_at < '2025-04-01'", "plan")}  # fmt: skip
+    assert list(plan) == ["a function around the column created_at (no index can search it)"]
+    assert plan[next(iter(plan))].count("COALESCE(created_at, created_at)") == 2
+    references = {s.exercise: s.sql for s in refresh.all_solutions()}
+    assert shuffled.ensure(shop)
+    with shop.connect("shop") as conn, shop.connect(shuffled.SHUFFLED_DB) as there:
+        lucky = mutants.try_mutants(conn, "03.1", references["03.1"], shuffled=there)
+        plain = mutants.try_mutants(conn, "03.1", references["03.1"])
+        plans = mutants.try_mutants(conn, "05.2", references["05.2"])
+    accepted = [m.description for m in lucky.survivors]
+    assert "the ORDER BY inside OVER (…) left out" in [m.description for m in plain.survivors]  # the course data alone is fooled …
+    assert accepted == ["the course data's result typed in (VALUES)"]  # … the shuffled copy is not; only a hidden dataset catches this one
+    assert plans.mutants == 1 and not plans.survivors

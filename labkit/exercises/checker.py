@@ -390,17 +390,17 @@ def evaluate(
         shape = Fingerprint(exc.columns, []) if spec_.get("expected") else None
         if shape is not None and (columns_wrong := _columns_feedback(shape, Fingerprint.from_json(spec_["expected"]),
                                                                      spec_.get("column_names", True))):  # fmt: skip
-            feedback = columns_wrong
+            feedback += columns_wrong
         elif exc.limit_rows is not None and exc.rows > exc.limit_rows:
-            feedback = [f"Your result has more than {exc.limit_rows} row(s) (the check stopped reading there); the expected "
+            feedback += [f"Your result has more than {exc.limit_rows} row(s) (the check stopped reading there); the expected "
                         f"result has {exc.limit_rows}: is a condition missing, or does a join repeat rows?"]  # fmt: skip
         else:
-            feedback = [f"Your result is larger than {exc.nbytes // 1_000_000} MB, far more than the expected one "
+            feedback += [f"Your result is larger than {exc.nbytes // 1_000_000} MB, far more than the expected one "
                         "(the check stopped reading there): is a join condition missing?"]  # fmt: skip
     except psycopg.Error as exc:
         error = exc
         offset = len(EXPLAIN_PREFIX) if kind == "plan" and not spec_.get("plan_sql") else 0
-        feedback = [psql_error(exc, learner_sql, offset=offset)]
+        feedback += [psql_error(exc, learner_sql, offset=offset)]  # after what the structure check found
     passed = not feedback
     if not passed and count_attempt:
         _attempts[exercise] += 1

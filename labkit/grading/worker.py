@@ -92,7 +92,7 @@ def check(job: Job) -> Outcome:
         conn = _connection(job.info, job.dbname)
         result = checker.evaluate(conn, job.exercise, job.sql, spec_=job.spec, timeout=timeout, count_attempt=False)
         if result.sqlstate and result.sqlstate.startswith(SERVER_CLASSES):
-            return Outcome(result.feedback, result.sqlstate, server_failure=result.feedback[0].splitlines()[0])
+            return Outcome(result.feedback, result.sqlstate, server_failure=result.feedback[-1].splitlines()[0])
         if result.passed and job.shuffled_db and job.spec.get("shuffled"):
             there = _connection(job.info, job.shuffled_db)
             return Outcome(checker.order_independent(there, job.exercise, job.sql, spec_=job.spec, timeout=timeout))
