@@ -423,6 +423,9 @@ def order_independent(conn: psycopg.Connection, exercise: str, answer: str, *, s
     spec_ = spec_ or spec(exercise)
     if not spec_.get("shuffled"):
         return []
+    from labkit.exercises import shuffled
+
+    shuffled.prepare_session(conn)
     there = evaluate(conn, exercise, answer, spec_=spec_, timeout=timeout, count_attempt=False)
     if there.passed or there.sqlstate is not None:
         return []

@@ -107,7 +107,10 @@ def order_independent(shuffled_conn: psycopg.Connection | None, spec: dict[str, 
     """Whether the reference result is the same on the shuffled copy (only read-only result exercises)."""
     if shuffled_conn is None or spec.get("kind", "result") != "result" or not spec.get("read_only", True):
         return False
+    from labkit.exercises import shuffled
+
     try:
+        shuffled.prepare_session(shuffled_conn)
         return expected_for(shuffled_conn, spec, sql) == spec.get("expected")
     except psycopg.Error:
         return False

@@ -20,6 +20,9 @@ from labkit.servers.base import ConnectionInfo
 from labkit.shop import database
 
 SHUFFLED_DB = "shop_shuffled"
+# On the copy, rows are read in their stored order: no index returns them sorted by luck (a window's
+# sort on PARTITION BY alone, fed by an index on (user_id, created_at), would order each partition too).
+SESSION = "SET enable_indexscan = off; SET enable_indexonlyscan = off; SET enable_bitmapscan = off"
 LOADING_DB = "shop_shuffled_loading"
 SHUFFLE_SQL = SQL_DIR / "grading" / "shuffle.sql"
 IDENTITY = "SELECT string_agg(key || '=' || value, ';' ORDER BY key) FROM labkit_meta"
@@ -33,6 +36,11 @@ def _identity(info: ConnectionInfo, dbname: str) -> str | None:
     except psycopg.Error:
         return None
     return row[0] if row else None
+
+
+def prepare_session(conn: psycopg.Connection) -> None:
+    """Settings for a check on the copy: plans that read rows in their stored order."""
+    conn.execute(SESSION)  # type: ignore[arg-type]
 
 
 def current(info: ConnectionInfo) -> bool:
