@@ -39,3 +39,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("labkit: interrupted; nothing was half-changed.", file=sys.stderr)
         return 130
+

@@ -30,7 +30,9 @@ class ForeignKey:
 def read_catalog(conn: psycopg.Connection, schema: str = "public") -> tuple[list[Table], list[ForeignKey]]:
     """Tables (partitions folded into their parent) and foreign keys of ``schema``."""
     tables: dict[str, Table] = {}
-    for name, _pos, column, data_type, _not_null, is_pk in conn.execute((QUERIES / "erd_tables.sql").read_text(), {"schema": schema}):
+    for name, _pos, column, data_type, _not_null, is_pk in conn.execute(
+        (QUERIES / "erd_tables.sql").read_text(), {"schema": schema}
+    ):
         tables.setdefault(name, Table(name)).columns.append((column, data_type, is_pk))
     keys = [
         ForeignKey(src, dst, cols)

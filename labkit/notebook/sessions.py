@@ -187,12 +187,8 @@ class Sessions:
 
         self.settle()
         rows = [
-            {
-                "step": n,
-                "session": step.session.upper(),
-                "statement": "" if step.outcome == "resumed" else " ".join(step.sql.split()),
-                "result": step.describe(),
-            }
+            {"step": n, "session": step.session.upper(), "statement": "" if step.outcome == "resumed" else " ".join(step.sql.split()),
+             "result": step.describe()}
             for n, step in enumerate(self.steps, start=1)
         ]
         return pd.DataFrame(rows).set_index("step")

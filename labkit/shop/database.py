@@ -85,7 +85,9 @@ def load(
         _check_privileges(admin)
         _drop(admin, LOADING_DB)
         admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'").format(sql.Identifier(LOADING_DB))
+            sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'").format(
+                sql.Identifier(LOADING_DB)
+            )
         )
     started = time.perf_counter()
     try:

@@ -429,7 +429,9 @@ class Shop:
         version = s.integers(1, 20, n)
         created_txt = ts(self.product_created)
         updated_txt = ts(np.maximum(self.product_created, self.as_of - s.integers(DAY, 60 * DAY, n)))
-        lines = [f"{self.product_ids[i]}\t{created_txt[i]}\t{self.product_free[i]}\t{version[i]}\t{updated_txt[i]}" for i in range(n)]
+        lines = [
+            f"{self.product_ids[i]}\t{created_txt[i]}\t{self.product_free[i]}\t{version[i]}\t{updated_txt[i]}" for i in range(n)
+        ]
         return TableData("inventory", ("product_id", "product_created_at", "quantity", "version", "updated_at"), lines)
 
     def user_events(self) -> TableData:
