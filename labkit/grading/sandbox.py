@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import time
 
 import psycopg
 from psycopg import sql
@@ -23,7 +24,11 @@ SANDBOX_SQL = SQL_DIR / "grading" / "sandbox.sql"
 ROLE_SETTINGS = {
     "idle_in_transaction_session_timeout": "60s",
     "lock_timeout": "5s",
-    "work_mem": "16MB",
+    "work_mem": "16MB",  # per sort or hash …
+    "hash_mem_multiplier": "1",  # … hashes no more than sorts
+    "maintenance_work_mem": "64MB",  # CREATE INDEX
+    "temp_buffers": "16MB",  # temporary tables
+    "max_parallel_workers_per_gather": "1",  # one answer keeps to two cores at most
     "temp_file_limit": "512MB",  # only a superuser may set this one; skipped otherwise
 }
 
@@ -41,6 +46,8 @@ class Sandbox:
     dbname: str
     role: str
     info: ConnectionInfo
+    size: int = 0  # bytes of the database when made (the monitor bounds its growth)
+    template: str = ""  # the database it is a copy of
 
 
 def _check_rights(admin: psycopg.Connection) -> None:
@@ -78,18 +85,26 @@ def create(admin_info: ConnectionInfo, template: str, *, statement_timeout: str)
             with admin_info.connect(name) as conn:
                 conn.execute("SELECT set_config('labkit.grader', %s, false)", [name])
                 conn.execute(SANDBOX_SQL.read_text())  # type: ignore[arg-type]
+                size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]  # type: ignore[index]
         except BaseException:
             drop(admin_info, name)
             raise
-    return Sandbox(name, name, dataclasses.replace(admin_info, user=name, password=password))
+    return Sandbox(name, name, dataclasses.replace(admin_info, user=name, password=password), size, template)
 
 
-def drop(admin_info: ConnectionInfo, name: str) -> None:
-    """Remove a sandbox's database (ending its sessions) and its role."""
-    with admin_info.connect() as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
-            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+def drop(admin_info: ConnectionInfo, name: str, *, attempts: int = 5) -> None:
+    """Remove a sandbox's database (ending its sessions) and its role; tried again while the server is short of locks."""
+    for attempt in range(attempts):
+        try:
+            with admin_info.connect() as admin:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
+                    admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+            return
+        except (psycopg.errors.OutOfMemory, psycopg.errors.ObjectInUse, psycopg.errors.TooManyConnections):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1 + attempt)
 
 
 def terminate(admin_info: ConnectionInfo, box: Sandbox) -> None:
