@@ -222,7 +222,31 @@ def test_plan_and_state_exercises_work_as_the_unprivileged_role(graded) -> None:
 
 
 def test_no_sandbox_is_left_behind(graded, shop: ConnectionInfo) -> None:  # type: ignore[no-untyped-def]
-    assert sandbox.leftovers(shop) == []
+    assert sandbox.leftovers(shop, all_runs=True) == []
+
+
+def test_a_grading_run_removes_only_the_sandboxes_of_runs_that_are_gone(shop: ConnectionInfo) -> None:
+    """Two runs on one server (two instructors, two shards): neither may drop the other's sandboxes."""
+    import json
+    import socket
+
+    from psycopg import sql
+
+    running = sandbox.create(shop, database.TEMPLATE_DB, statement_timeout="5s")  # this process: a run still going
+    abandoned = sandbox.create(shop, database.TEMPLATE_DB, statement_timeout="5s")
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    gone = {"host": socket.gethostname(), "pid": int(finished.stdout), "created": int(time.time())}
+    try:
+        with shop.connect() as admin:
+            admin.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(abandoned.role), sql.Literal(json.dumps(gone))))
+        assert sandbox.leftovers(shop) == [abandoned.dbname]
+        assert sandbox.clean_leftovers(shop) == 1
+        assert sandbox.leftovers(shop, all_runs=True) == [running.dbname], "the live run's sandbox was dropped"
+        with running.info.connect(running.dbname) as conn:
+            assert conn.execute("SELECT count(*) > 0 FROM orders").fetchone() == (True,)
+    finally:
+        sandbox.drop(shop, running.dbname)
+        sandbox.drop(shop, abandoned.dbname)
 
 
 def test_gradebook_feedback_and_summary(graded, tmp_path: Path, references: dict[str, str]) -> None:  # type: ignore[no-untyped-def]

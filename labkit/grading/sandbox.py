@@ -9,7 +9,10 @@ afterwards leaves the server as it was.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import secrets
+import socket
 import time
 
 import psycopg
@@ -20,6 +23,7 @@ from labkit.errors import LabkitError
 from labkit.servers.base import ConnectionInfo
 
 PREFIX = "labkit_grade_"
+ABANDONED_ELSEWHERE_S = 24 * 3600
 SANDBOX_SQL = SQL_DIR / "grading" / "sandbox.sql"
 ROLE_SETTINGS = {
     "idle_in_transaction_session_timeout": "60s",
@@ -72,6 +76,7 @@ def create(admin_info: ConnectionInfo, template: str, *, statement_timeout: str)
             ).format(sql.Identifier(name), sql.Literal(password))
         )
         try:
+            admin.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(name), sql.Literal(json.dumps(_owner()))))
             for setting, value in {**ROLE_SETTINGS, "statement_timeout": statement_timeout}.items():
                 try:
                     admin.execute(
@@ -113,14 +118,41 @@ def terminate(admin_info: ConnectionInfo, box: Sandbox) -> None:
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [box.role])
 
 
-def leftovers(admin_info: ConnectionInfo) -> list[str]:
-    """Sandboxes an interrupted grading run left behind."""
+def _owner() -> dict[str, object]:
+    """Which grading run made a sandbox: kept in its role's comment, so that a run only ever removes
+    sandboxes whose run is gone (two instructors, or two shards, may grade on one server at once)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "created": int(time.time())}
+
+
+def _run_is_gone(comment: str | None) -> bool:
+    try:
+        owner = json.loads(comment or "")
+        host, pid, created = str(owner["host"]), int(owner["pid"]), float(owner["created"])
+    except (ValueError, KeyError, TypeError):
+        return True  # no owner recorded: an older labkit's, or a half-made sandbox
+    if host != socket.gethostname():
+        return time.time() - created > ABANDONED_ELSEWHERE_S  # another machine's run: only when long abandoned
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def leftovers(admin_info: ConnectionInfo, *, all_runs: bool = False) -> list[str]:
+    """Sandboxes an interrupted grading run left behind (``all_runs``: every sandbox, running or not)."""
+    pattern = PREFIX.replace("_", "\\_") + "%"
     with admin_info.connect() as admin:
-        rows = admin.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s UNION SELECT rolname FROM pg_roles WHERE rolname LIKE %s",
-            [PREFIX.replace("_", "\\_") + "%"] * 2,
-        ).fetchall()
-    return sorted(r[0] for r in rows)
+        roles = dict(
+            admin.execute(
+                "SELECT rolname, pg_catalog.shobj_description(oid, 'pg_authid') FROM pg_catalog.pg_roles WHERE rolname LIKE %s", [pattern]
+            ).fetchall()
+        )
+        databases = {r[0] for r in admin.execute("SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE %s", [pattern])}
+    names = set(roles) | databases
+    return sorted(n for n in names if all_runs or n not in roles or _run_is_gone(roles[n]))
 
 
 def clean_leftovers(admin_info: ConnectionInfo) -> int:
