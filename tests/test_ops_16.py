@@ -45,8 +45,9 @@ def test_the_lab_server_runs_the_lesson(server: ConnectionInfo, scratch_db: str)
     assert shell.input_transformers_post == []
 
 
-def test_a_missing_extension_is_named_and_later_cells_are_skipped(server: ConnectionInfo, scratch_db: str,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_extension_is_named_and_later_cells_are_skipped(
+    server: ConnectionInfo, scratch_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     shell = FakeShell()
     with server.connect(scratch_db) as conn:
         assert not ops.require_extensions("16 · Extensions", conn, ["pgcrypto", "no_such_extension"], shell=shell)
