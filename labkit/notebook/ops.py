@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from labkit.config import Settings
+import psycopg
+
+from labkit.config import SQL_DIR, Settings
 from labkit.errors import LabkitError
 from labkit.servers import extra
 
 SKIPPED_CELL = ["pass\n"]
+FDW_LOOPBACK_PROBE = SQL_DIR / "queries" / "fdw_loopback_probe.sql"
 
 
 def extra_clusters_unavailable(settings: Settings | None = None) -> str | None:
@@ -70,6 +73,18 @@ def extensions_unavailable(conn: Any, names: list[str]) -> str | None:
     available = {name for (name,) in conn.execute("SELECT name FROM pg_available_extensions WHERE name = ANY(%s)", [names])}
     if missing := [name for name in names if name not in available]:
         return f"the lab server does not ship the extension{'s' if len(missing) > 1 else ''} {', '.join(missing)}."
+    if "postgres_fdw" in names:
+        return _fdw_loopback_unreachable(conn)
+    return None
+
+
+def _fdw_loopback_unreachable(conn: Any) -> str | None:
+    """Why postgres_fdw on the server cannot connect to the server itself at 127.0.0.1, or None (nothing is kept)."""
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute(FDW_LOOPBACK_PROBE.read_text())
+    except psycopg.Error as exc:
+        return f"postgres_fdw on the lab server cannot connect to the server itself at 127.0.0.1 ({exc.diag.message_primary})."
     return None
 
 
