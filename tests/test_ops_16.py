@@ -71,3 +71,18 @@ def test_the_design_tooling_the_lesson_covers_is_in_it() -> None:
             path = root / run["file"]
             text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells) if path.suffix == ".ipynb" else path.read_text()
             assert run["probe"] in text, f"{entry['name']}: {run['probe']!r} not found in {run['file']}"
+
+
+def test_a_foreign_server_the_lab_server_cannot_reach_is_reported_and_nothing_is_kept(
+    server: ConnectionInfo, scratch_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unreachable = ops.FDW_LOOPBACK_PROBE.read_text().replace("current_setting('port')", "'1'")
+    assert unreachable != ops.FDW_LOOPBACK_PROBE.read_text()
+    probe = tmp_path / "probe.sql"
+    probe.write_text(unreachable)
+    monkeypatch.setattr(ops, "FDW_LOOPBACK_PROBE", probe)
+    with server.connect(scratch_db) as conn:
+        reason = ops.extensions_unavailable(conn, ["postgres_fdw"])
+        assert reason is not None and "cannot connect to the server itself" in reason
+        assert conn.execute("SELECT count(*) FROM pg_foreign_server").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'postgres_fdw'").fetchone() == (0,)
