@@ -79,12 +79,12 @@ def extensions_unavailable(conn: Any, names: list[str]) -> str | None:
 
 
 def _fdw_loopback_unreachable(conn: Any) -> str | None:
-    """Why postgres_fdw on the server cannot connect to the server itself at 127.0.0.1, or None (nothing is kept)."""
+    """Why postgres_fdw on the server cannot connect to the server itself through its socket, or None (nothing is kept)."""
     try:
         with conn.transaction(force_rollback=True):
             conn.execute(FDW_LOOPBACK_PROBE.read_text())
     except psycopg.Error as exc:
-        return f"postgres_fdw on the lab server cannot connect to the server itself at 127.0.0.1 ({exc.diag.message_primary})."
+        return f"postgres_fdw on the lab server cannot connect to the server itself through its socket ({exc.diag.message_primary})."
     return None
 
 
