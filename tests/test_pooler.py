@@ -21,7 +21,9 @@ from labkit.servers import extra, pooler
 from labkit.servers.base import ConnectionInfo
 from labkit.servers.unprivileged import server_user
 
-pytestmark = pytest.mark.skipif(pooler.find_pgbouncer() is None, reason="PgBouncer is not installed (scripts/system-packages installs it as root)")
+pytestmark = pytest.mark.skipif(
+    pooler.find_pgbouncer() is None, reason="PgBouncer is not installed (scripts/system-packages installs it as root)"
+)
 
 HOLDER = """
 import sys, time
