@@ -92,7 +92,7 @@ def run_clients(p: Pooler, *, clients: int, transactions: int, work_s: float, th
                     with lock:
                         backends.add(pid)
                     time.sleep(think_s)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # re-raised in the caller's thread below
             errors.append(exc)
 
     def sampler() -> None:
@@ -137,7 +137,19 @@ def pgbench(p: Pooler, *, clients: int, transactions: int, sql: str, dbname: str
         script.write_text(sql + "\n")
         env = client_env("pgbench", settings, p.info)
         out = subprocess.run(
-            [str(client_program("pgbench", settings)), "-n", "-c", str(clients), "-j", "2", "-t", str(transactions), "-f", str(script), dbname],
+            [
+                str(client_program("pgbench", settings)),
+                "-n",
+                "-c",
+                str(clients),
+                "-j",
+                "2",
+                "-t",
+                str(transactions),
+                "-f",
+                str(script),
+                dbname,
+            ],
             capture_output=True,
             text=True,
             env=env,
