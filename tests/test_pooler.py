@@ -160,3 +160,33 @@ def test_leftover_of_a_killed_owner_is_stopped_via_its_pid_file(lab: ConnectionI
     while pooler._is_pgbouncer(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not pooler._is_pgbouncer(pid) and not root.exists()
+
+
+def test_starting_one_of_the_same_name_again_replaces_it(lab: ConnectionInfo, settings: Settings) -> None:
+    """A re-run notebook cell: the older PgBouncer stops, and closing the older object leaves the new one alone."""
+    first = pooler.start_pooler(settings, lab, name="rerun")
+    old_pid = int((first.root / "pgbouncer.pid").read_text())
+    second = pooler.start_pooler(settings, lab, name="rerun")
+    try:
+        assert not first.running and not pooler._is_pgbouncer(old_pid)
+        first.close()
+        assert second.running and (second.root / "pgbouncer.ini").exists()
+        with second.connect("shop") as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        second.close()
+
+
+def test_a_pooler_of_another_live_process_is_not_taken_over(lab: ConnectionInfo, settings: Settings) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, "hold"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        root = Path(proc.stdout.readline().strip())
+        with pytest.raises(pooler.PoolerError, match="another running process"):
+            pooler.start_pooler(settings, lab, name="held")
+        assert (root / "pgbouncer.pid").exists()
+    finally:
+        proc.terminate()
+        proc.wait()
+    assert pooler.cleanup_leftovers(settings) == ["held"]
+    assert not root.exists()

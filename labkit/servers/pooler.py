@@ -180,6 +180,9 @@ def stop_all_poolers(settings: Settings) -> list[str]:
     return names
 
 
+_live: dict[Path, weakref.ReferenceType[Pooler]] = {}
+
+
 class Pooler:
     """A running PgBouncer: ``info`` reaches the lab's databases through it, ``admin()`` its console."""
 
@@ -296,8 +299,18 @@ def start_pooler(
     cleanup_leftovers(settings)
     base = poolers_dir(settings, run_as)
     root = base / name
+    older = _live.pop(root, None)
+    if older is not None and (item := older()) is not None:
+        item.close()  # this process's older one of that name (a re-run notebook cell)
     if root.exists():
-        discard(root)  # an older one of this process (a re-run cell), or a leftover
+        with contextlib.suppress(OSError, ValueError):
+            owner = json.loads((root / META_FILE).read_text()).get("owner_pid")
+            if owner != os.getpid() and _owner_alive({"owner_pid": owner}):
+                raise PoolerError(
+                    f"The pooler {name!r} belongs to another running process ({owner}).",
+                    "Pick another name, or stop that notebook's kernel.",
+                )
+        discard(root)
     root.mkdir(parents=True)
     base.chmod(0o755)
     port = _free_port()
@@ -321,6 +334,7 @@ def start_pooler(
     )
     info = replace(server, host=LISTEN, port=port, provider="pgbouncer")
     pooler = Pooler(name, root, process, info, pool_mode)
+    _live[root] = weakref.ref(pooler)
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         try:
