@@ -78,3 +78,11 @@ def test_pooling_exercises_reject_the_session_scoped_answers(shop: ConnectionInf
     with shop.connect("shop") as conn:
         assert not checker.evaluate(conn, exercise, answer, count_attempt=False).passed
         assert conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone() == (0,)
+
+
+@needs_pgbouncer
+def test_clean_up_stops_this_kernels_poolers(lab: Lab) -> None:
+    p = ops.start_pooler(lab, name="forgotten")
+    assert ops.clean_up_poolers() == ["forgotten"]
+    assert not p.running and not p.root.exists()
+    assert ops.clean_up_poolers() == []

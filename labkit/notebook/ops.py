@@ -50,8 +50,9 @@ def start_pooler(shop: Any, *, pool_mode: str = "session", pool_size: int = 2, n
 
 
 def clean_up_poolers() -> list[str]:
-    """Stop the poolers an interrupted earlier run left behind (their owning kernel is gone)."""
-    return pooler_mod.cleanup_leftovers(Settings.load())
+    """Stop the poolers this kernel still runs (an earlier run of the notebook) and those an interrupted
+    run left behind (their kernel is gone); their names."""
+    return sorted(pooler_mod.close_own_poolers() + pooler_mod.cleanup_leftovers(Settings.load()))
 
 
 def pools(p: Pooler, dbname: str = "shop") -> Any:

@@ -169,6 +169,15 @@ def cleanup_leftovers(settings: Settings) -> list[str]:
     return removed
 
 
+def close_own_poolers() -> list[str]:
+    """Stop every pooler this process started and has not closed yet; their names."""
+    items = [item for ref in list(_live.values()) if (item := ref()) is not None and item.running]
+    _live.clear()
+    for item in items:
+        item.close()
+    return sorted(item.name for item in items)
+
+
 def stop_all_poolers(settings: Settings) -> list[str]:
     """Stop every pooler of this project (whoever owns it); their names."""
     base = poolers_dir(settings)
