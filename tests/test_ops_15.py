@@ -8,7 +8,8 @@ import os
 import psycopg
 import pytest
 
-from labkit.exercises import checker
+from labkit.exercises import checker, refresh
+from labkit.grading import sandbox
 from labkit.notebook import ops
 from labkit.servers import pooler
 from labkit.servers.base import ConnectionInfo
@@ -66,10 +67,14 @@ def test_a_client_run_reports_the_clients_error(lab: Lab) -> None:
     [
         (
             "15.2",
-            "CREATE FUNCTION lesson15_act_as(app_user text) RETURNS void LANGUAGE sql "
-            "AS $$ SELECT set_config('app.current_user_id', app_user, false) $$",
+            "CREATE FUNCTION lesson15_allow_slow_report() RETURNS void LANGUAGE sql "
+            "AS $$ SELECT set_config('statement_timeout', '5min', false) $$",
         ),
-        ("15.2", "CREATE FUNCTION lesson15_act_as(app_user text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN END $$"),
+        ("15.2", "CREATE FUNCTION lesson15_allow_slow_report() RETURNS void LANGUAGE plpgsql AS $$ BEGIN END $$"),
+        (  # restored when the function returns: the report would not get its five minutes
+            "15.2",
+            "CREATE FUNCTION lesson15_allow_slow_report() RETURNS void LANGUAGE sql SET statement_timeout = '5min' AS $$ SELECT 1 $$",
+        ),
         ("15.3", "SELECT pg_try_advisory_lock(1501) AS got_the_lock"),
         ("15.3", "SELECT true AS got_the_lock"),
     ],
@@ -86,3 +91,19 @@ def test_clean_up_stops_this_kernels_poolers(lab: Lab) -> None:
     assert ops.clean_up_poolers() == ["forgotten"]
     assert not p.running and not p.root.exists()
     assert ops.clean_up_poolers() == []
+
+
+def test_the_pooling_exercises_grade_in_a_sandbox(shop: ConnectionInfo) -> None:
+    """As the grader runs them: an unprivileged role in a throwaway copy of the shop."""
+    from labkit.shop import database
+
+    solutions = [s for s in refresh.all_solutions() if s.exercise.startswith("15.")]
+    assert len(solutions) == 6
+    box = sandbox.create(shop, database.TEMPLATE_DB, statement_timeout="30s")
+    try:
+        with box.info.connect(box.dbname) as conn:
+            for solution in solutions:
+                result = checker.evaluate(conn, solution.exercise, solution.sql, count_attempt=False)
+                assert result.passed, (solution.exercise, result.feedback)
+    finally:
+        sandbox.drop(shop, box.dbname)
