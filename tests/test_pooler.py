@@ -190,3 +190,14 @@ def test_a_pooler_of_another_live_process_is_not_taken_over(lab: ConnectionInfo,
         proc.wait()
     assert pooler.cleanup_leftovers(settings) == ["held"]
     assert not root.exists()
+
+
+def test_stop_all_stops_every_pooler_of_the_project(lab: ConnectionInfo, settings: Settings) -> None:
+    first = pooler.start_pooler(settings, lab, name="one")
+    second = pooler.start_pooler(settings, lab, name="two")
+    pids = [int((p.root / "pgbouncer.pid").read_text()) for p in (first, second)]
+    assert pooler.stop_all_poolers(settings) == ["one", "two"]
+    assert not any(pooler._is_pgbouncer(pid) for pid in pids)
+    assert not pooler.poolers_dir(settings).exists()
+    first.close()
+    second.close()

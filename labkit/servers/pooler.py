@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import weakref
@@ -87,8 +88,6 @@ def poolers_dir(settings: Settings, run_as: RunAs | None = None) -> Path:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LISTEN, 0))
         return int(sock.getsockname()[1])
@@ -183,7 +182,10 @@ def stop_all_poolers(settings: Settings) -> list[str]:
     base = poolers_dir(settings)
     if not base.is_dir():
         return []
-    names = [root.name for root in sorted(base.iterdir()) if root.is_dir() and (discard(root) or True)]
+    names = []
+    for root in sorted(p for p in base.iterdir() if p.is_dir()):
+        discard(root)
+        names.append(root.name)
     with contextlib.suppress(OSError):
         base.rmdir()
     return names
