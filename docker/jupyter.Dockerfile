@@ -2,7 +2,7 @@
 FROM python:3.11-slim
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends postgresql-client \
+ && apt-get install -y --no-install-recommends postgresql-client pgbouncer \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 1000 learner
 

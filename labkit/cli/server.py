@@ -14,7 +14,7 @@ from labkit import servers
 from labkit.cli.common import SHOP_DB, AddCommand, ensure_shop, running, settings_from
 from labkit.config import Settings
 from labkit.errors import LabkitError, NotRunning
-from labkit.servers import clients, extra, lifecycle
+from labkit.servers import clients, extra, lifecycle, pooler
 from labkit.servers.base import ConnectionInfo
 from labkit.servers.binaries import REQUIRED_MAJOR
 
@@ -45,6 +45,8 @@ def cmd_down(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if stopped := extra.stop_all_extra_clusters(settings):
         print(f"Stopped and removed {len(stopped)} extra cluster(s): {', '.join(stopped)}.")
+    if poolers := pooler.stop_all_poolers(settings):
+        print(f"Stopped {len(poolers)} PgBouncer pooler(s): {', '.join(poolers)}.")
     print(lifecycle.stop_server(settings, delete_data=args.delete_data))
     return 0
 

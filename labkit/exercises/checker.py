@@ -68,7 +68,8 @@ def next_step(exercise: str) -> str:
     notebook = exercise.split(".")[0]
     if later and later[0].split(".")[0] == notebook:
         title = specs()[later[0]].get("title")
-        return f"Next: Exercise {later[0]}{' — ' + title if title else ''}."
+        text = f"Next: Exercise {later[0]}{' — ' + title if title else ''}"
+        return text if text.endswith(("?", "!", ".")) else text + "."
     if later:
         return f"That was the last exercise of notebook {notebook}: on to the next notebook."
     return "That was the last exercise of the course."
