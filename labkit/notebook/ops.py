@@ -122,7 +122,7 @@ def toc(listing: str) -> Any:
 
     rows = []
     for line in listing.splitlines():
-        match = _TOC_LINE.match(line.strip())
+        match = _TOC_LINE.match(line.lstrip())  # keep the trailing space: an empty owner
         if not match:
             continue
         rest = match["rest"]
