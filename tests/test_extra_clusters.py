@@ -271,9 +271,9 @@ def test_extra_clusters_block_removes_what_it_started(lab: ConnectionInfo, setti
 
 
 def sanitize(text: str) -> str:
-    """Apply tests/sanitize-ops.cfg the way nbval does: every section's regex, in file order."""
+    """Apply tests/sanitize.cfg the way nbval does: every section's regex, in file order."""
     config = configparser.ConfigParser(interpolation=None)
-    config.read(Path(__file__).with_name("sanitize-ops.cfg"))
+    config.read(Path(__file__).with_name("sanitize.cfg"))
     for section in config.sections():
         text = re.sub(config[section]["regex"], config[section]["replace"], text)
     return text
