@@ -39,7 +39,7 @@ def require_extra_clusters(lesson: str, settings: Settings | None = None, shell:
     reason = extra_clusters_unavailable(settings)
     if reason is None:
         return True
-    print(f"{lesson} is skipped here: it starts extra PostgreSQL clusters, and {reason[0].lower()}{reason[1:]}")
+    print(f"{lesson} is skipped here, its cells do nothing: {reason}")
     if shell is None:
         try:
             from IPython import get_ipython
