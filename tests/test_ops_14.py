@@ -53,3 +53,8 @@ def test_a_lab_reached_by_url_skips_the_rest_of_the_notebook_in_one_sentence(
     assert result.success and "skipped_here" not in shell.user_ns, "a later cell ran"
     ops.require_extra_clusters("Lesson 14", by_url, shell=shell)  # a second call adds no second skipper
     assert sum(getattr(t, "__name__", "") == "skip" for t in shell.input_transformers_post) == 1
+    shell.run_cell("from labkit.notebook import ops\nops.resume_cells()\nresumed_here = 1")
+    shell.run_cell("after_resume = 2")
+    assert shell.user_ns.get("resumed_here") == 1 and shell.user_ns.get("after_resume") == 2, (
+        "the exercises after resume_cells() were skipped"
+    )
