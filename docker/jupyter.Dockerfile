@@ -12,9 +12,11 @@ COPY labkit ./labkit
 COPY sql ./sql
 COPY datasets ./datasets
 COPY exercises ./exercises
+COPY notebooks ./notebooks
 COPY scripts ./scripts
 RUN pip install --no-cache-dir -e . \
  && python scripts/remove-incompatible-labextensions.py \
+ && python scripts/jupyterlab-settings.py \
  && chown -R learner /lab
 
 USER learner

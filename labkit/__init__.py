@@ -6,6 +6,13 @@ In a notebook::
     shop = labkit.lab()
 """
 
+import sys
+
+if sys.platform == "win32":  # the lab's server management needs POSIX (file locks, sockets, users)
+    raise SystemExit(
+        "labkit runs on Linux and macOS, not on Windows itself: use WSL2 (Ubuntu) or Docker, then the same steps (see the README)."
+    )
+
 from labkit.errors import LabkitError
 from labkit.notebook import erd, explain, sessions
 from labkit.notebook.lab import Lab, lab

@@ -90,14 +90,11 @@ class Settings:
                 f"Use one of: {', '.join(SERVER_CHOICES)} (flag --server, env LABKIT_SERVER or {CONFIG_FILE}).",
             )
         database_url = pick("database_url", "LABKIT_DATABASE_URL") or env.get("DATABASE_URL") or None
-        port = pick("port", "LABKIT_PORT")
+        port = parse_port(pick("port", "LABKIT_PORT"))
         try:
-            port = int(port) if port not in (None, "") else None
             scale = float(pick("scale", "LABKIT_SCALE", 1.0))
         except ValueError as exc:
             raise ConfigError(f"Invalid number in settings: {exc}", "LABKIT_PORT is an integer, LABKIT_SCALE a number.") from exc
-        if port is not None and not 1 <= port <= 65535:
-            raise ConfigError(f"Port {port} is out of range.", "Choose a port between 1024 and 65535.")
         if scale <= 0:
             raise ConfigError(f"Scale must be positive, got {scale}.", "Use e.g. --scale 1 (default) or 10.")
         allow = overrides.get("allow_other_major")
@@ -114,7 +111,7 @@ class Settings:
             state_dir=state_dir,
             server=server,
             database_url=database_url,
-            pg_bin=pick("pg_bin", "LABKIT_PG_BIN"),
+            pg_bin=check_pg_bin(pick("pg_bin", "LABKIT_PG_BIN")),
             allow_other_major=bool(allow),
             port=port,
             scale=scale,
@@ -125,6 +122,43 @@ class Settings:
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+
+MIN_PORT = 1024  # below: privileged ports, which an unprivileged server cannot listen on
+
+
+def parse_port(value: Any) -> int | None:
+    """LABKIT_PORT (or ``port`` in labkit.toml) as a usable TCP port, or a ConfigError that says which are."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    hint = f"Set LABKIT_PORT to a whole number from {MIN_PORT} to 65535 (e.g. 54316), or unset it and labkit picks a free port."
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit():
+        raise ConfigError(f"Invalid number in settings: LABKIT_PORT={text!r} is not a port number.", hint)
+    port = int(text)
+    if not MIN_PORT <= port <= 65535:
+        why = "a privileged port, which the lab server (an unprivileged process) cannot use" if 0 < port < MIN_PORT else "not a TCP port"
+        raise ConfigError(f"Port {port} is out of range: {why}.", hint)
+    return port
+
+
+def check_pg_bin(value: Any) -> str | None:
+    """LABKIT_PG_BIN must name a folder holding PostgreSQL's server programs."""
+    if value in (None, ""):
+        return None
+    folder = Path(str(value)).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(
+            f"LABKIT_PG_BIN={value} is not a folder.",
+            "Point it at the bin folder of a PostgreSQL 16 install (the one with pg_ctl), or unset it.",
+        )
+    missing = [name for name in ("postgres", "pg_ctl", "initdb") if not (folder / name).exists() and not (folder / f"{name}.exe").exists()]
+    if missing:
+        raise ConfigError(
+            f"LABKIT_PG_BIN={value} has no {', '.join(missing)}: it is not a PostgreSQL server bin folder.",
+            "Point it at the bin folder of a PostgreSQL 16 install (e.g. /usr/lib/postgresql/16/bin), or unset it.",
+        )
+    return str(value)
 
 
 def default_cache_dir() -> Path:
@@ -153,4 +187,17 @@ def _writable_state_dir(state_dir: Path, project_dir: Path, *, explicit: bool) -
         )
     digest = hashlib.sha256(str(project_dir).encode()).hexdigest()[:10]
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "labkit" / f"{project_dir.name}-{digest}", True
+    fallback = base / "labkit" / f"{project_dir.name}-{digest}"
+    if not _is_writable(fallback):
+        raise ConfigError(
+            f"The project folder {project_dir} is read-only, and the per-user state folder {fallback} cannot be created "
+            f"either ({_nearest_existing(fallback)} is not writable for you).",
+            "Set LABKIT_DATA_DIR to a folder you can write to (e.g. LABKIT_DATA_DIR=/tmp/$USER-labkit), or set HOME/XDG_STATE_HOME.",
+        )
+    return fallback, True
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists():
+        path = path.parent
+    return path

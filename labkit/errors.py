@@ -45,3 +45,7 @@ class NotRunning(LabkitError):
     """An operation needs a running lab server and there is none."""
 
     exit_code = 6
+
+
+class ForeignServer(ConnectError):
+    """The server that answers is not the one this project started (another clone took its port)."""

@@ -72,8 +72,8 @@ def jupyterlab(shop: ConnectionInfo, tmp_path_factory: pytest.TempPathFactory) -
                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root / 'notebooks'}"]  # fmt: skip
     if os.geteuid() == 0:
         command.append("--allow-root")
-    # Settings of its own; no tabs restored from other runs.
-    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(root / "layouts")}
+    # Own settings and workspaces: a workspace saved by another JupyterLab on this machine would reopen its tabs here.
+    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces")}
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -144,10 +144,15 @@ def test_notebook_00_runs_in_a_real_browser(jupyterlab: tuple[str, Path]) -> Non
         dialogs = driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog")
         assert tables, "no query result table on the page"
         assert any("major_version" in t.text or "row_count" in t.text for t in tables)
-        assert images and all(img.get_attribute("src").startswith("data:image/png") for img in images), "no plot on the page"
+        plots = [img for img in images if img.get_attribute("src").startswith("data:image/png")]
+        diagrams = [img for img in images if img.get_attribute("src").startswith("data:image/svg+xml")]
+        assert plots, "no plot on the page"
+        assert len(diagrams) == 1, "the schema diagram (Mermaid) did not render"
+        driver.execute_script("arguments[0].scrollIntoView()", diagrams[0])
+        driver.save_screenshot(str(ARTIFACTS / "browser-00-schema-diagram.png"))
         assert not errors, [e.text[:300] for e in errors]
         assert not dialogs, [d.text[:300] for d in dialogs]
-        images[-1].location_once_scrolled_into_view  # noqa: B018  # a plot in the final screenshot
+        plots[-1].location_once_scrolled_into_view  # noqa: B018  # a plot in the final screenshot
         driver.save_screenshot(str(ARTIFACTS / "browser-00-welcome.png"))
         severe = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not [m for m in severe if "extension" in m.lower() or "plugin" in m.lower()], severe
@@ -274,3 +279,140 @@ def test_a_student_works_an_exercise_in_the_workspace(shop: ConnectionInfo, tmp_
             raise
         finally:
             driver.quit()
+
+
+# ---- what a learner sees when SQL fails, and when another notebook resets the shop ----------------
+
+ERROR_NOTEBOOK = "browser-sql-error.ipynb"
+FIRST_NOTEBOOK, SECOND_NOTEBOOK = "browser-first.ipynb", "browser-second.ipynb"
+FAILING_SQL = "%%sql\nSELECT id\nFROM orders\nWHERE no_such_column = 1"
+
+
+def _write_notebook(path: Path, *sources: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@contextlib.contextmanager
+def _chromium(root: Path, name: str) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = _tool("chromium")
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={root / ('chromium-' + name)}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(_tool("chromedriver")))
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        yield driver
+    except Exception:
+        driver.save_screenshot(str(ARTIFACTS / f"browser-{name}-failure.png"))
+        raise
+    finally:
+        driver.quit()
+
+
+def _menu(driver: Any, top: str, item: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.find_element(By.XPATH, f"//div[contains(@class,'lm-MenuBar-itemLabel') and text()='{top}']").click()
+    label = f"//div[contains(@class,'lm-Menu-itemLabel') and text()='{item}']"
+    WebDriverWait(driver, 60).until(ec.element_to_be_clickable((By.XPATH, f"//li[contains(@class,'lm-Menu-item')][.{label}]"))).click()
+
+
+def _panel(driver: Any, name: str) -> Any:
+    """The notebook panel on show, once ``name`` is the current tab (JupyterLab keeps one panel per open notebook)."""
+    from selenium.webdriver.common.by import By
+
+    labels = driver.find_elements(By.CSS_SELECTOR, ".lm-DockPanel .lm-TabBar-tab.lm-mod-current .lm-TabBar-tabLabel")
+    if name not in [label.get_attribute("textContent").strip() for label in labels]:
+        return None
+    shown = [panel for panel in driver.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel") if panel.is_displayed()]
+    return shown[0] if len(shown) == 1 else None
+
+
+def _open_and_run_all(driver: Any, url: str | None, name: str, cells: int) -> Any:
+    """Open ``name`` (by URL, or from the file browser when a notebook is already open), run all its cells; return its panel."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, 120)
+    if url is not None:
+        driver.get(url)
+    else:
+        item = wait.until(ec.element_to_be_clickable((By.XPATH, f"//li[contains(@class,'jp-DirListing-item')][.//span[text()='{name}']]")))
+        ActionChains(driver).double_click(item).perform()
+    panel = wait.until(lambda d: _panel(d, name))
+    wait.until(lambda d: len(panel.find_elements(By.CSS_SELECTOR, ".jp-CodeCell")) == cells)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator[data-status='idle']"))
+    _menu(driver, "Run", "Run All Cells")
+    return panel
+
+
+def _prompts_of(panel: Any) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [p.get_attribute("textContent").strip() for p in panel.find_elements(By.CSS_SELECTOR, ".jp-CodeCell .jp-InputPrompt")]
+
+
+def test_a_failing_sql_cell_is_short_and_shows_the_caret_in_a_real_browser(jupyterlab: tuple[str, Path]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, root = jupyterlab
+    setup = "import labkit\nshop = labkit.lab()"
+    _write_notebook(root / "notebooks" / ERROR_NOTEBOOK, setup, FAILING_SQL, "%sql SELECT 1 AS after_the_error")
+    with _chromium(root, "sql-error") as driver:
+        panel = _open_and_run_all(driver, url.replace(NOTEBOOK, ERROR_NOTEBOOK), ERROR_NOTEBOOK, 3)
+        WebDriverWait(driver, 120).until(lambda d: re.fullmatch(r"\[\d+\]:", _prompts_of(panel)[1]))
+        cell = panel.find_elements(By.CSS_SELECTOR, ".jp-CodeCell")[1]
+        outputs = cell.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output")
+        driver.execute_script("arguments[0].scrollIntoView()", cell)
+        driver.save_screenshot(str(ARTIFACTS / "browser-sql-error.png"))
+        assert len(outputs) == 1, [o.text for o in outputs]
+        text = outputs[0].get_attribute("textContent")
+        lines = text.strip("\n").splitlines()
+        assert lines[:3] == ['ERROR:  column "no_such_column" does not exist', "LINE 3: WHERE no_such_column = 1", " " * 14 + "^"], lines
+        assert len(lines) <= 15 and "Traceback" not in text and "snippets" not in text
+        assert outputs[0].size["height"] < 200, f"the error takes {outputs[0].size['height']} px"
+        assert not cell.find_elements(By.CSS_SELECTOR, "mjx-container, .MathJax"), "no maths typesetting in an error"
+        assert panel.find_elements(By.CSS_SELECTOR, ".jp-InputPrompt")[2].get_attribute("textContent").strip() == "[ ]:", (
+            "Run All stops at the failing cell, as for any error"
+        )
+
+
+def test_a_reset_in_a_second_notebook_does_not_break_the_first(jupyterlab: tuple[str, Path]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, root = jupyterlab
+    marker = root / "second-notebook-reset-done"
+    marker.unlink(missing_ok=True)
+    setup = "import labkit\nshop = labkit.lab()"
+    wait_for_marker = f"import pathlib, time\nwhile not pathlib.Path({str(marker)!r}).exists():\n    time.sleep(0.2)"
+    _write_notebook(root / "notebooks" / FIRST_NOTEBOOK, setup, "%sql SELECT count(*) AS before_reset FROM categories",
+                    wait_for_marker, "%sql SELECT count(*) AS after_reset FROM categories")  # fmt: skip
+    _write_notebook(root / "notebooks" / SECOND_NOTEBOOK, setup, "shop.reset()", f"import pathlib\npathlib.Path({str(marker)!r}).touch()")
+    with _chromium(root, "two-notebooks") as driver:
+        first = _open_and_run_all(driver, url.replace(NOTEBOOK, FIRST_NOTEBOOK), FIRST_NOTEBOOK, 4)
+        WebDriverWait(driver, 120).until(lambda d: re.fullmatch(r"\[\d+\]:", _prompts_of(first)[1]))
+        second = _open_and_run_all(driver, None, SECOND_NOTEBOOK, 3)
+        WebDriverWait(driver, 120).until(lambda d: all(re.fullmatch(r"\[\d+\]:", p) for p in _prompts_of(second)))
+        reset_output = second.find_elements(By.CSS_SELECTOR, ".jp-CodeCell")[1].text
+        assert "The shop database is pristine again" in reset_output, reset_output
+        driver.find_element(By.XPATH, f"//li[contains(@class,'lm-TabBar-tab')][.//div[contains(text(),'{FIRST_NOTEBOOK}')]]").click()
+        WebDriverWait(driver, 120).until(lambda d: all(re.fullmatch(r"\[\d+\]:", p) for p in _prompts_of(first)))
+        last = first.find_elements(By.CSS_SELECTOR, ".jp-CodeCell")[3]
+        driver.execute_script("arguments[0].scrollIntoView()", last)
+        driver.save_screenshot(str(ARTIFACTS / "browser-two-notebooks.png"))
+        errors = last.find_elements(By.CSS_SELECTOR, "[data-mime-type='application/vnd.jupyter.stderr']")
+        assert "after_reset" in last.text and not errors, last.text
+        for word in ("AdminShutdown", "terminating connection", "Rollback"):
+            assert word not in last.text

@@ -39,10 +39,11 @@ def test_up_twice_is_one_server_on_one_port(state: Path) -> None:
     first = labkit("up", "--no-data", env=env)
     assert first.returncode == 0, first.stderr
     assert "PostgreSQL is up (portable provider)." in first.stdout
-    assert 'psql "postgresql://postgres@127.0.0.1:' in first.stdout
+    assert "connection:  postgresql://postgres:****@127.0.0.1:" in first.stdout and "labkit psql" in first.stdout
     [pid] = postmasters(state)
     second = labkit("up", "--no-data", env=env)
     assert second.returncode == 0, second.stderr
+    assert "PostgreSQL is up (portable provider; it was already running, labkit attached to it)." in second.stdout
     assert _port(second) == _port(first)
     assert postmasters(state) == [pid]  # the same postmaster, not a second one
     saved = json.loads((state / "state.json").read_text())
@@ -62,10 +63,11 @@ def test_status_dsn_and_down_are_idempotent(state: Path) -> None:
         assert status.returncode == 0, status.stderr
         assert "running: PostgreSQL 16." in status.stdout and "via portable at 127.0.0.1:" in status.stdout
         assert "shop database: not loaded" in status.stdout
-    dsn = labkit("dsn", env=env).stdout.strip()
-    assert dsn.startswith("postgresql://postgres@127.0.0.1:") and dsn.endswith("/shop")
+    dsn = labkit("dsn", env=env).stdout.strip()  # the owner asked: the password is in it
+    password = (state / "pg16" / "password").read_text().strip()
+    assert dsn.startswith(f"postgresql://postgres:{password}@127.0.0.1:") and dsn.endswith("/shop")
     alchemy = labkit("dsn", "--sqlalchemy", "--db", "postgres", env=env).stdout.strip()
-    assert alchemy.startswith("postgresql+psycopg://postgres@127.0.0.1:") and alchemy.endswith("/postgres")
+    assert alchemy.startswith(f"postgresql+psycopg://postgres:{password}@127.0.0.1:") and alchemy.endswith("/postgres")
     with psycopg.connect(labkit("dsn", "--db", "postgres", env=env).stdout.strip()) as conn:
         assert conn.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone() == (16,)
     first = labkit("down", env=env)
@@ -83,7 +85,7 @@ def test_down_delete_data_removes_the_cluster(state: Path) -> None:
     with psycopg.connect(labkit("dsn", "--db", "postgres", env=env).stdout.strip(), autocommit=True) as conn:
         conn.execute("CREATE TABLE doomed (x int)")
     down = labkit("down", "--delete-data", env=env)
-    assert down.returncode == 0 and "Stopped the portable server." in down.stdout
+    assert down.returncode == 0 and "Stopped the portable server." in down.stdout and "Deleted its data" in down.stdout
     assert postmasters(state) == []
     assert not (state / "pg16").exists() and not (state / "state.json").exists()
     assert labkit("down", "--delete-data", env=env).returncode == 0  # nothing left: still fine
@@ -155,15 +157,23 @@ def test_unknown_server_choice_is_a_config_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("variable", "value", "message"), [
-    ("LABKIT_PORT", "not-a-port", "Invalid number in settings"),
-    ("LABKIT_PORT", "70000", "Port 70000 is out of range"),
+    ("LABKIT_PORT", "not-a-port", "LABKIT_PORT='not-a-port' is not a port number"),
+    ("LABKIT_PORT", "70000", "Port 70000 is out of range: not a TCP port"),
+    ("LABKIT_PORT", "80", "Port 80 is out of range: a privileged port"),
+    ("LABKIT_PORT", "0", "Port 0 is out of range"),
+    ("LABKIT_PORT", "-5432", "LABKIT_PORT='-5432' is not a port number"),
+    ("LABKIT_PORT", "5432.5", "LABKIT_PORT='5432.5' is not a port number"),
+    ("LABKIT_PG_BIN", "/nonexistent", "LABKIT_PG_BIN=/nonexistent is not a folder"),
+    ("LABKIT_PG_BIN", "/tmp", "LABKIT_PG_BIN=/tmp has no postgres, pg_ctl, initdb"),
     ("LABKIT_SCALE", "0", "Scale must be positive"),
 ])  # fmt: skip
 def test_bad_numbers_are_config_errors(tmp_path: Path, variable: str, value: str, message: str) -> None:
     state = reachable(tmp_path / "state")
     result = labkit("up", "--no-data", env=state_env(state, **{variable: value}))
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
-    assert postmasters(state) == []
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert postmasters(state) == [] and not (state / "pg16").exists()
+    doctor = labkit("doctor", env=state_env(state, **{variable: value}))
+    assert doctor.returncode == 2 and message in doctor.stderr
 
 
 def test_invalid_labkit_toml_is_a_config_error(tmp_path: Path) -> None:

@@ -72,9 +72,9 @@ def test_feedback_names_what_differs_without_the_answer(exercises) -> None:  # t
     named = checking.evaluate(exercises, "99.1", "SELECT status::text AS s, count(*) AS n FROM orders GROUP BY 1 ORDER BY 2 DESC")
     assert "'status'" in named.feedback[0]
     wrong = checking.evaluate(exercises, "99.1", TOP.replace("count(*)", "count(*) + 1") + " ORDER BY n DESC")
-    assert "'n'" in wrong.feedback[0] and "Row 1" in wrong.feedback[1]
+    assert "'n'" in wrong.feedback[0] and "row 1" in wrong.feedback[1]
     failed = checking.evaluate(exercises, "99.1", "SELECT nope FROM orders")
-    assert failed.feedback[0].startswith("Your SQL failed: UndefinedColumn")
+    assert failed.feedback[0].startswith('ERROR:  column "nope" does not exist\nLINE 1: SELECT nope FROM orders\n')
 
 
 def test_structure_is_checked_on_the_parse_tree(exercises) -> None:  # type: ignore[no-untyped-def]
@@ -116,7 +116,7 @@ def test_check_raises_with_feedback_only(shop: ConnectionInfo, exercises) -> Non
     with pytest.raises(checking.ExerciseFailed) as raised:
         checking.check(shop, "shop", "99.1", "SELECT 1")
     assert raised.value._render_traceback_()[0] == "✗ Exercise 99.1: not yet."
-    assert repr(checking.check(shop, "shop", "99.1", TOP + " ORDER BY n DESC")) == "✓ Exercise 99.1: correct."
+    assert repr(checking.check(shop, "shop", "99.1", TOP + " ORDER BY n DESC")).startswith("✓ Exercise 99.1: correct. ")
 
 
 def test_release_strips_solutions_and_keeps_the_rest(exercises, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -128,3 +128,27 @@ def test_release_strips_solutions_and_keeps_the_rest(exercises, tmp_path: Path) 
     assert "ORDER BY n DESC" not in text and "CREATE INDEX" not in text
     assert 'answer_99_1 = """' in nb.cells[1].source and nb.cells[2].outputs == []
     assert nb.cells[0].source == "# Test"
+
+
+def test_feedback_says_what_differs_in_terms_a_learner_can_act_on(shop: ConnectionInfo) -> None:
+    base = "FROM orders o JOIN users u ON u.id = o.user_id WHERE u.username = 'aisha.hall4018'"
+    with shop.connect("shop") as conn:
+
+        def feedback(exercise: str, sql: str) -> str:
+            return "\n".join(checking.evaluate(conn, exercise, sql, count_attempt=False).feedback)
+
+        shuffled_rank = feedback("03.1", f"SELECT o.order_number, ROW_NUMBER() OVER (ORDER BY o.created_at DESC) AS n {base} ORDER BY n")
+        assert "Column 'order_number': the same values as expected, assigned to different rows" in shuffled_rank
+        assert "ORDER BY (and PARTITION BY) inside OVER" in shuffled_rank
+        assert "Missing: 'n'" in feedback("03.1", f"SELECT o.order_number {base}")
+        assert "Not asked for: 'extra'" in feedback("03.1", f"SELECT o.order_number, 1 AS n, 2 AS extra {base}")
+        assert "too few" in feedback("03.1", f"SELECT o.order_number, ROW_NUMBER() OVER (ORDER BY o.created_at) AS n {base} LIMIT 3")
+        assert "more than 11 row(s)" in feedback("03.1", "SELECT order_number, 1 AS n FROM orders")
+        assert "sorted by 'orders'" in feedback("00.2", "SELECT status, count(*) AS orders FROM orders GROUP BY status ORDER BY orders")
+        error = feedback("00.1", "SELECT order_number,\n       nn\nFROM orders")
+        assert error.splitlines()[:3] == ['ERROR:  column "nn" does not exist', "LINE 2:        nn", "               ^"]
+        hinted = feedback("00.1", "SELECT o.order_numbr FROM orders o")
+        assert "HINT:  Perhaps you meant" in hinted and "Traceback" not in hinted and "psycopg" not in hinted
+        passed = checking.evaluate(conn, "03.1", next(s.sql for s in refresh.all_solutions() if s.exercise == "03.1"), count_attempt=False)
+    assert repr(passed) == "✓ Exercise 03.1: correct. Next: Exercise 03.2 — Running total."
+    assert checking.next_step("03.4").startswith("That was the last exercise of notebook 03")

@@ -27,7 +27,7 @@ def test_each_mutant_makes_one_mistake_on_the_parse_tree() -> None:
     found = mutants.mutants(QUERY)
     descriptions = [m.description for m in found]
     for expected in ("condition 1 of the WHERE clause left out", "condition 2 of the WHERE clause left out", "HAVING left out",
-                     "DISTINCT left out", "ORDER BY left out", "LIMIT left out", "LEFT JOIN made INNER", "'>=' made '>'",
+                     "DISTINCT left out", "the ORDER BY of a LIMIT left out", "LIMIT left out", "LEFT JOIN made INNER", "'>=' made '>'",
                      "DISTINCT inside an aggregate left out", "a sort direction flipped"):  # fmt: skip
         assert expected in descriptions, descriptions
     inner = next(m for m in found if m.description == "LEFT JOIN made INNER")
@@ -56,9 +56,10 @@ def test_a_weak_policy_lets_a_mutant_through_and_a_strict_one_does_not(shop: Con
     with shop.connect("shop") as conn:
         strict_report = mutants.try_mutants(conn, "00.2", reference, strict)
         weak_report = mutants.try_mutants(conn, "00.2", reference, weak)
-    assert strict_report.mutants == weak_report.mutants >= 2
-    assert not strict_report.survivors
-    assert [m.description for m in weak_report.survivors] == ["ORDER BY left out", "a sort direction flipped"]
+    assert strict_report.mutants == weak_report.mutants >= 3
+    typed_in = "the course data's result typed in (VALUES)"  # only a second dataset can catch this one
+    assert [m.description for m in strict_report.survivors] == [typed_in]
+    assert [m.description for m in weak_report.survivors] == ["ORDER BY left out", "a sort direction flipped", typed_in]
 
 
 def test_mutants_command_reports_every_exercise(shop: ConnectionInfo) -> None:
@@ -89,3 +90,26 @@ def test_the_hidden_dataset_catches_an_off_by_one_date_bound(shop: ConnectionInf
     assert "'<' made '<='" not in [m.description for m in both.survivors]
     assert both.caught_by_hidden >= 1
     assert "only by the hidden dataset" in mutants.report_text([both])
+
+
+def test_mutants_for_luck_literals_and_plans(shop: ConnectionInfo) -> None:
+    from labkit.exercises import shuffled
+
+    window = "SELECT id, row_number() OVER (PARTITION BY user_id ORDER BY created_at) AS n FROM orders ORDER BY id LIMIT 5"
+    found = {m.description: m.sql for m in mutants.mutants(window)}
+    assert "row_number() OVER (PARTITION BY user_id)" in found["the ORDER BY inside OVER (…) left out"]
+    assert "PARTITION BY left out" in found and "the ORDER BY of a LIMIT left out" in found
+    plan = {m.description: m.sql for m in mutants.mutants("SELECT count(*) FROM orders WHERE created_at >= '2025-03-01' AND "
+                                                          "created_at < '2025-04-01'", "plan")}  # fmt: skip
+    assert list(plan) == ["a function around the column created_at (no index can search it)"]
+    assert plan[next(iter(plan))].count("COALESCE(created_at, created_at)") == 2
+    references = {s.exercise: s.sql for s in refresh.all_solutions()}
+    assert shuffled.ensure(shop)
+    with shop.connect("shop") as conn, shop.connect(shuffled.SHUFFLED_DB) as there:
+        lucky = mutants.try_mutants(conn, "03.1", references["03.1"], shuffled=there)
+        plain = mutants.try_mutants(conn, "03.1", references["03.1"])
+        plans = mutants.try_mutants(conn, "05.2", references["05.2"])
+    accepted = [m.description for m in lucky.survivors]
+    assert "the ORDER BY inside OVER (…) left out" in [m.description for m in plain.survivors]  # the course data alone is fooled …
+    assert accepted == ["the course data's result typed in (VALUES)"]  # … the shuffled copy is not; only a hidden dataset catches this one
+    assert plans.mutants == 1 and not plans.survivors

@@ -47,7 +47,7 @@ def test_a_lab_reached_by_url_skips_the_rest_of_the_notebook_in_one_sentence(
     assert reason is not None and "url provider" in reason
     assert ops.require_extra_clusters("Lesson 14", by_url, shell=shell) is False
     out = capsys.readouterr().out
-    assert out.startswith("Lesson 14 is skipped here, its cells do nothing: Extra clusters") and out.count("\n") == 1
+    assert out.startswith("Lesson 14 is skipped here: it starts extra PostgreSQL clusters, and extra clusters") and out.count("\n") == 1
     shell.user_ns.pop("skipped_here", None)
     result = shell.run_cell("skipped_here = 1\n1 / 0")
     assert result.success and "skipped_here" not in shell.user_ns, "a later cell ran"

@@ -6,6 +6,7 @@ Each server here lives in a temporary state folder of its own; fixtures stop it 
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 from collections.abc import Iterator
@@ -271,6 +272,9 @@ def test_non_root_user_runs_the_lab(normal_user, tmp_path: Path) -> None:  # typ
         assert process_uid(pid) == entry.pw_uid
         assert (state / "pg16" / "data").stat().st_uid == entry.pw_uid
         assert (state / "state.json").stat().st_uid == entry.pw_uid
+        password = state / "pg16" / "password"
+        assert password.stat().st_uid == entry.pw_uid and password.stat().st_mode & 0o777 == 0o600
+        assert json.loads((state / "state.json").read_text())["connection"].get("password") is None  # never in state.json
         status = run_as_user(user, python, ["status"], env)
         assert status.returncode == 0 and "PostgreSQL 16." in status.stdout, status.stderr
         dsn = run_as_user(user, python, ["dsn", "--db", "postgres"], env)
@@ -351,12 +355,15 @@ def test_sql_magic_in_a_kernel(cluster, kernel_env: pytest.MonkeyPatch, tmp_path
             "%sql \\dt magic_*",
             "%sql SELECT 'Sports%' LIKE 'Sport%' AS matches",
             "%%sql\nSELECT 'it''s 100% done' AS note",
+            "display(lab, lab.info, lab.url, lab.engine, lab.engine.url)\nprint(lab.info, lab.url)",
         )
-        assert _text(nb.cells[0]).split() == [str(info.port), "postgres"]
+        assert _text(nb.cells[0]).strip().splitlines()[-1].split() == [str(info.port), "postgres"]  # after labkit.lab()'s own line
         assert '{"a": 1}' in _text(nb.cells[1]) and "[1, 2]" in _text(nb.cells[1])
         assert "magic_listed" in _text(nb.cells[5]) and "magic_rolled_back" not in _text(nb.cells[5])
         assert "True" in _text(nb.cells[6])
         assert "it's 100% done" in _text(nb.cells[7])
+        assert info.password and "postgres:****@" in _text(nb.cells[8])
+        assert info.password not in nbformat.writes(nb)  # no stored output can carry the lab's password
         with info.connect() as conn:
             assert conn.execute("SELECT 1 FROM pg_database WHERE datname = 'magic_made_db'").fetchone() == (1,)
             assert conn.execute("SELECT to_regclass('magic_rolled_back')").fetchone() == (None,)
@@ -398,7 +405,7 @@ def test_lab_reconnects_after_the_server_was_killed(cluster, kernel_env: pytest.
             "%sql SELECT x FROM kernel_survivor",
         )
         assert "7" in _text(nb.cells[4])
-        assert _text(nb.cells[3]).strip() == str(info.port)  # same port as before the crash
+        assert _text(nb.cells[3]).strip().splitlines()[-1] == str(info.port)  # same port as before the crash
         assert len(postmasters(settings.state_dir)) == 1
     finally:
         again = lifecycle.ensure_server(settings)

@@ -41,7 +41,7 @@ def test_deadlock_is_detected_in_the_session_that_waited_first(server: Connectio
         error = next(step for step in s.steps if step.outcome == "error")
         assert "DeadlockDetected" in (error.error or "")
         assert outcomes[-2:] == [("b", "resumed"), ("b", "ok")]
-        table = s.timeline()
+        table = s.timeline().frame()
         assert list(table.columns) == ["session", "statement", "result"] and len(table) == len(s.steps)
         assert table.iloc[-1]["session"] == "B"
     with server.connect(scratch_db) as conn:

@@ -377,3 +377,26 @@ def test_a_server_that_does_not_answer_is_one_message() -> None:
     for operation in (lambda: database.verify(nobody, "shop"), lambda: database.reset(nobody), lambda: database.load(nobody)):
         with pytest.raises(LabkitError, match="does not answer"):
             operation()
+
+
+def test_reset_and_load_refuse_a_server_that_is_not_this_projects_own(shop: ConnectionInfo) -> None:
+    """Another clone's server on the lab's port (after a restart) answers with another system identifier:
+    nothing is reset or rebuilt there."""
+    import dataclasses
+
+    from labkit.errors import ForeignServer
+
+    if shop.system_identifier is None:
+        pytest.skip("only labkit's own clusters know their system identifier")
+    with shop.connect("shop") as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS public.t_foreign_guard AS SELECT 1 AS x")
+    try:
+        other = dataclasses.replace(shop, system_identifier=shop.system_identifier + 1)
+        with pytest.raises(ForeignServer, match="not this project's lab server"):
+            database.reset(other)
+        with pytest.raises(ForeignServer):
+            database.load(other, scale=SMALL, force=True, progress=False)
+        with shop.connect("shop") as conn:
+            assert conn.execute("SELECT x FROM public.t_foreign_guard").fetchone() == (1,)
+    finally:
+        database.reset(shop)

@@ -62,6 +62,10 @@ def test_compose_file_is_valid_and_safe(compose: dict) -> None:
     assert jupyter["depends_on"]["db"]["condition"] == "service_healthy"
     assert "--NotebookApp.token=''" not in " ".join(jupyter["command"]) and "token=''" not in " ".join(jupyter["command"])
     assert (ROOT / jupyter["build"]["dockerfile"]).is_file() or (ROOT / "docker" / "jupyter.Dockerfile").is_file()
+    # learners work in their workspace, never in the instructor notebooks (with solutions) of the checkout
+    mounts = [v if isinstance(v, str) else f"{v.get('source')}:{v.get('target')}" for v in jupyter.get("volumes", [])]
+    assert not [m for m in mounts if m.rstrip("/").split(":")[0].endswith("/notebooks")], mounts
+    assert "labkit lab" in " ".join(jupyter["command"]) and jupyter["environment"]["LABKIT_WORKSPACE"] == "/lab/workspace"
 
 
 def test_jupyter_side_through_database_url(server: ConnectionInfo, tmp_path: Path) -> None:
@@ -81,7 +85,7 @@ def test_jupyter_side_through_database_url(server: ConnectionInfo, tmp_path: Pat
     finally:
         os.environ.clear()
         os.environ.update(old)
-    assert nb.cells[0].outputs[0]["text"].strip() == "url"
+    assert nb.cells[0].outputs[0]["text"].strip().splitlines()[-1] == "url"  # after lab()'s one-line greeting
     assert "users" in nb.cells[1].outputs[0]["data"]["text/plain"]
 
 
@@ -110,6 +114,7 @@ def test_binder_scripts_as_an_unprivileged_user(tmp_path: Path) -> None:
         "LABKIT_PROJECT_DIR": str(ROOT),
         "LABKIT_SKIP_PIP": "1",
         "LABKIT_CACHE_DIR": str(tmp_path / "no-cache"),
+        "LABKIT_WORKSPACE": str(home / "workspace"),  # on Binder the checkout is the home; here it is not the user's
     }
     as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [], "cwd": str(home), "env": env}
     post_build = subprocess.run([str(ROOT / "binder" / "postBuild")], capture_output=True, text=True, timeout=900, **as_user)
@@ -123,8 +128,9 @@ def test_binder_scripts_as_an_unprivileged_user(tmp_path: Path) -> None:
     try:
         assert start.returncode == 0, start.stderr[-2000:]
         assert marker.read_text().strip() == "ok"  # `exec "$@"` ran the command
+        assert (home / "workspace" / "03-window-functions.ipynb").is_file()  # the learner's copy, made at launch
         port = int((data / "postmaster.pid").read_text().splitlines()[3])
-        info = ConnectionInfo("127.0.0.1", port, "postgres")
+        info = ConnectionInfo("127.0.0.1", port, "postgres", password=(data.parent / "password").read_text().strip())
         nb = nbformat.v4.new_notebook()
         setup = f"import labkit, os\nos.environ['LABKIT_DATABASE_URL'] = {info.url()!r}\nshop = labkit.lab()"
         nb.cells = [nbformat.v4.new_code_cell(setup),

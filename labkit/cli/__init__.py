@@ -6,11 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from labkit.cli import course, exercises, grading, server, shop
+from labkit.cli import classroom, course, exercises, grading, server, shop
 from labkit.cli.common import Command, add_server_options
 from labkit.errors import LabkitError
 
-GROUPS = (server, course, shop, exercises, grading)
+GROUPS = (server, course, shop, exercises, grading, classroom)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     jupyter = shutil.which("jupyter") or os.path.join(os.path.dirname(sys.executable), "jupyter")
     if not os.access(jupyter, os.X_OK):
         raise LabkitError("JupyterLab is not installed in this environment.", "Install the project into it: pip install -e . (see README).")
-    argv = [jupyter, "lab", f"--notebook-dir={folder}", "--ServerApp.ip=127.0.0.1"]
+    argv = [jupyter, "lab", f"--notebook-dir={folder}", f"--ServerApp.ip={args.ip}"]
     if args.no_browser:
         argv.append("--no-browser")
     if args.port:
@@ -107,6 +107,7 @@ def register(add: AddCommand) -> None:
     lab.add_argument("--scale", type=float, help="data scale factor for a first load")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
     lab.add_argument("--port", type=int, help="JupyterLab port")
+    lab.add_argument("--ip", default="127.0.0.1", help="address JupyterLab listens on (default 127.0.0.1; 0.0.0.0 only inside a container)")
     lab.add_argument("--instructor", action="store_true", help="open the instructor notebooks (with solutions) instead of the workspace")
     release = add("release", cmd_release, "write student notebooks: solutions replaced by stubs, exercise outputs cleared")
     release.add_argument("source", nargs="?", help="instructor notebooks folder (default: this course's notebooks/)")

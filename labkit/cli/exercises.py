@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-from labkit.cli.common import SHOP_DB, AddCommand, running, settings_from
+from labkit.cli.common import SHOP_DB, AddCommand, hidden_specs, running, settings_from
 from labkit.config import Settings
 from labkit.servers.base import ConnectionInfo
 
@@ -18,7 +18,11 @@ def cmd_exercises(args: argparse.Namespace) -> int:
         return _mutants(info, settings_from(args), args)
     with info.connect(SHOP_DB) as conn:
         if args.action == "refresh":
-            written = refresh.refresh(conn)
+            from labkit.exercises import shuffled
+
+            with contextlib.ExitStack() as stack:
+                there = stack.enter_context(info.connect(shuffled.SHUFFLED_DB)) if shuffled.ensure(info) else None
+                written = refresh.refresh(conn, shuffled_conn=there)
             print(f"Fingerprints written for {len(written)} exercise(s).")
             return 0
         problems = refresh.stale(conn)
@@ -29,27 +33,24 @@ def cmd_exercises(args: argparse.Namespace) -> int:
 
 
 def _mutants(info: ConnectionInfo, settings: Settings, args: argparse.Namespace) -> int:
-    from labkit.exercises import checker, mutants, refresh
+    from labkit.exercises import checker, mutants, refresh, shuffled
     from labkit.grading import hidden
 
     wanted = [o for o in (args.only or "").split(",") if o]
-    chosen = [
-        s for s in refresh.all_solutions()
-        if (not wanted or checker.selected(s.exercise, wanted))
-        and checker.spec(s.exercise).get("kind", "result") != "plan"  # a plan check is about how, not what
-    ]  # fmt: skip
-    hidden_specs = {}
+    chosen = [s for s in refresh.all_solutions() if not wanted or checker.selected(s.exercise, wanted)]
+    expected_there: dict[str, dict] = {}
     if args.hidden_seed is not None:
         exercises = [s.exercise for s in chosen]
-        hidden_specs = hidden_specs(info, settings, args.hidden_seed, args.hidden_scale, str(refresh.NOTEBOOKS), exercises)
+        expected_there = hidden_specs(info, settings, args.hidden_seed, args.hidden_scale, str(refresh.NOTEBOOKS), exercises)
     reports = []
     with contextlib.ExitStack() as stack:
         conn = stack.enter_context(info.connect(SHOP_DB))
-        hidden_conn = stack.enter_context(info.connect(hidden.HIDDEN_DB)) if hidden_specs else None
+        hidden_conn = stack.enter_context(info.connect(hidden.HIDDEN_DB)) if expected_there else None
+        shuffled_conn = stack.enter_context(info.connect(shuffled.SHUFFLED_DB)) if shuffled.ensure(info) else None
         for solution in chosen:
-            spec = hidden_specs.get(solution.exercise)
+            spec = expected_there.get(solution.exercise)
             there = (hidden_conn, spec) if hidden_conn is not None and spec else None
-            reports.append(mutants.try_mutants(conn, solution.exercise, solution.sql, hidden=there))
+            reports.append(mutants.try_mutants(conn, solution.exercise, solution.sql, hidden=there, shuffled=shuffled_conn))
             print(mutants.report_text(reports[-1:]).splitlines()[0], flush=True)
     print(mutants.report_text(reports))
     return 0

@@ -1,10 +1,14 @@
 """Mutation testing of exercises: would the check accept a plausible wrong answer?
 
 Each mutant is the reference solution with one deliberate mistake made on PostgreSQL's parse
-tree (pglast): a WHERE (also of an UPDATE or DELETE) or HAVING condition dropped, a LEFT JOIN made INNER (or back), a bound's
-``<`` turned into ``<=``, DISTINCT / ORDER BY / LIMIT / PARTITION BY left out, a sort direction
-flipped. A mutant the check accepts is a hole a learner could fall through: tighten the
-exercise (its order policy, its data or its wording) until none survives.
+tree (pglast): a WHERE (also of an UPDATE or DELETE) or HAVING condition dropped, a LEFT JOIN
+made INNER (or back), a bound's ``<`` turned into ``<=``, DISTINCT / ORDER BY / LIMIT left out, the
+ORDER BY a LIMIT depends on left out, the ORDER BY or PARTITION BY inside a window's OVER (…)
+left out, a sort direction flipped. Two more kinds: the course data's result typed in as
+literals (VALUES), which only a second dataset can catch, and, for plan exercises, a function
+around a compared column (``COALESCE(created_at, created_at) >= …``), which no index can search.
+A mutant the check accepts is a hole a learner could fall through: tighten the exercise (its
+order policy, its data or its wording) until none survives.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import pglast
 import psycopg
 from pglast import ast, enums
 from pglast.stream import RawStream
+from psycopg import sql
 
 from labkit.exercises import checker
 from labkit.exercises.structure import walk
@@ -115,7 +120,8 @@ def _sites(tree: Any) -> list[Mutation]:
             if node.distinctClause:
                 sites.append(lambda n=node: (setattr(n, "distinctClause", None), "DISTINCT left out")[1])
             if node.sortClause:
-                sites.append(lambda n=node: (setattr(n, "sortClause", None), "ORDER BY left out")[1])
+                what = "the ORDER BY of a LIMIT left out" if node.limitCount is not None else "ORDER BY left out"
+                sites.append(lambda n=node, what=what: (setattr(n, "sortClause", None), what)[1])
             if node.limitCount is not None:
                 sites.append(
                     lambda n=node: (
@@ -137,8 +143,11 @@ def _sites(tree: Any) -> list[Mutation]:
                 sites.append(lambda n=node, op=op: (setattr(n, "name", (ast.String(FLIP[op]),)), f"'{op}' made '{FLIP[op]}'")[1])
         elif isinstance(node, ast.FuncCall) and node.agg_distinct:
             sites.append(lambda n=node: (setattr(n, "agg_distinct", False), "DISTINCT inside an aggregate left out")[1])
-        elif isinstance(node, ast.WindowDef) and node.partitionClause:
-            sites.append(lambda n=node: (setattr(n, "partitionClause", None), "PARTITION BY left out")[1])
+        elif isinstance(node, ast.WindowDef):
+            if node.partitionClause:
+                sites.append(lambda n=node: (setattr(n, "partitionClause", None), "PARTITION BY left out")[1])
+            if node.orderClause:
+                sites.append(lambda n=node: (setattr(n, "orderClause", None), "the ORDER BY inside OVER (…) left out")[1])
         elif isinstance(node, ast.SortBy) and node.sortby_dir in (
             enums.SortByDir.SORTBY_DESC,
             enums.SortByDir.SORTBY_ASC,
@@ -149,32 +158,88 @@ def _sites(tree: Any) -> list[Mutation]:
     return sites
 
 
-def mutants(sql: str) -> list[Mutant]:
-    """One mutant per mutation site of ``sql`` (each made on a fresh parse)."""
-    count = len(_sites(pglast.parse_sql(sql)))
+def _plain_column(expr: Any) -> bool:
+    while isinstance(expr, ast.TypeCast):
+        expr = expr.arg
+    return isinstance(expr, ast.ColumnRef)
+
+
+def _function_sites(tree: Any) -> list[Mutation]:
+    """A function around a column wherever the query compares it: ``COALESCE(col, col) >= …`` has the
+    same value, but no index on ``col`` can be searched with it (as with ``date_trunc('month', col) = …``)."""
+    compared: dict[str, list[tuple[ast.A_Expr, str]]] = {}
+    for node in walk(tree):
+        if isinstance(node, ast.A_Expr) and node.kind in (enums.A_Expr_Kind.AEXPR_OP, enums.A_Expr_Kind.AEXPR_IN):
+            for side in ("lexpr", "rexpr"):
+                if _plain_column(getattr(node, side)):
+                    compared.setdefault(RawStream()(getattr(node, side)), []).append((node, side))
+
+    def wrap(column: str, places: list[tuple[ast.A_Expr, str]]) -> str:
+        for node, side in places:
+            col = getattr(node, side)
+            setattr(node, side, ast.CoalesceExpr(args=(col, col)))
+        return f"a function around the column {column} (no index can search it)"
+
+    return [lambda c=column, p=places: wrap(c, p) for column, places in compared.items()]
+
+
+def mutants(sql: str, kind: str = "result") -> list[Mutant]:
+    """One mutant per mutation site of ``sql`` (each made on a fresh parse). A plan exercise gets the
+    mutants that change how a query runs, not what it returns."""
+    finder = _function_sites if kind == "plan" else _sites
+    count = len(finder(pglast.parse_sql(sql)))
     found = []
     for index in range(count):
         tree = pglast.parse_sql(sql)
-        description = _sites(tree)[index]()
+        description = finder(tree)[index]()
         found.append(Mutant(description, RawStream()(tree)))
     return found
+
+
+def literal_mutant(conn: psycopg.Connection, spec: dict[str, Any], sql_text: str) -> Mutant | None:
+    """The reference result on this data typed in as VALUES, in the same order, dressed up to meet the
+    exercise's technique requirements: right on the course data, right nowhere else."""
+    if spec.get("kind", "result") != "result":
+        return None
+    columns, rows = checker.run_query(conn, sql_text, read_only=spec.get("read_only", True))
+    if not rows or not columns:
+        return None
+    values = ", ".join("(" + ", ".join([*(sql.Literal(v).as_string(conn) for v in row), str(i)]) + ")" for i, row in enumerate(rows))
+    names = [sql.Identifier(c).as_string(conn) for c in columns]
+    picked = ", ".join(f"t.{n}" for n in names)
+    needs = set(spec.get("requires", []))
+    prefix = (
+        "WITH RECURSIVE unused(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM unused WHERE n < 1) " if needs & {"cte", "recursive_cte"} else ""
+    )
+    window = " CROSS JOIN LATERAL (SELECT row_number() OVER () AS w) AS w" if needs & {"window_function", "join", "lateral"} else ""
+    group = f" GROUP BY {picked}, t.labkit_n" if "group_by" in needs else ""
+    text = (f"{prefix}SELECT {picked} FROM (VALUES {values}) AS t({', '.join(names)}, labkit_n){window}{group} "
+            "ORDER BY t.labkit_n")  # fmt: skip
+    return Mutant("the course data's result typed in (VALUES)", text)
 
 
 def try_mutants(
     conn: psycopg.Connection,
     exercise: str,
-    sql: str,
+    sql_text: str,
     spec: dict[str, Any] | None = None,
     *,
     hidden: tuple[psycopg.Connection, dict[str, Any]] | None = None,
+    shuffled: psycopg.Connection | None = None,
 ) -> Report:
     """Run every mutant of the reference ``sql`` through the exercise's check; collect those it accepts.
 
     With ``hidden`` (a connection to the hidden dataset and the spec expected there), a mutant
-    counts as accepted only if that check accepts it too, as when grading with a hidden seed."""
+    counts as accepted only if that check accepts it too, as when grading with a hidden seed. With
+    ``shuffled`` (a connection to the shop stored in another order), an accepted mutant must hold
+    there too, as in a self-check."""
     spec = spec or checker.spec(exercise)
-    found = mutants(sql)
+    found = mutants(sql_text, spec.get("kind", "result"))
+    if (typed := literal_mutant(conn, spec, sql_text)) is not None:
+        found.append(typed)
     survivors = [m for m in found if checker.evaluate(conn, exercise, m.sql, spec_=spec, count_attempt=False).passed]
+    if shuffled is not None:
+        survivors = [m for m in survivors if not checker.order_independent(shuffled, exercise, m.sql, spec_=spec)]
     if hidden is None:
         return Report(exercise, len(found), survivors)
     hidden_conn, hidden_spec = hidden

@@ -3,7 +3,10 @@
 A reference solution is a code cell tagged ``solution`` that assigns the SQL to a variable
 named ``answer_NN_K`` (exercise "NN.K"); its ``metadata.labkit`` holds the policy:
 ``order``, ``column_names``, ``decimals``, ``requires``, ``kind``, ``state_sql``, ``plan``,
-``plan_sql``, ``hints``, ``points``.
+``plan_sql``, ``hints``, ``points``, ``read_only``, ``runs``, ``statements`` (how many statements an
+answer may hold: 1 unless the exercise says e.g. ``"many"``). Refresh also finds out whether the
+reference result holds on the shop stored in another physical order (``shuffled``): then a
+passing answer is checked there too.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ POLICY_KEYS = (
     "points",
     "read_only",
     "runs",
+    "statements",
 )
 TITLE = re.compile(r"^#+\s*Exercise\s+(\d\d\.\d+)\s*[—–:-]+\s*(.+)$", re.MULTILINE)
 NOTEBOOKS = NOTEBOOKS_DIR
@@ -99,7 +103,21 @@ def expected_for(conn: psycopg.Connection, spec: dict[str, Any], sql: str) -> di
     return canonical(fingerprint(columns, rows, spec["salt"], spec.get("decimals", 2)), spec.get("order", "any")).to_json()
 
 
-def refresh(conn: psycopg.Connection, notebooks_dir: Path = NOTEBOOKS, spec_dir: Path = checking.SPEC_DIR) -> list[str]:
+def order_independent(shuffled_conn: psycopg.Connection | None, spec: dict[str, Any], sql: str) -> bool:
+    """Whether the reference result is the same on the shuffled copy (only read-only result exercises)."""
+    if shuffled_conn is None or spec.get("kind", "result") != "result" or not spec.get("read_only", True):
+        return False
+    from labkit.exercises import shuffled
+
+    try:
+        shuffled.prepare_session(shuffled_conn)
+        return expected_for(shuffled_conn, spec, sql) == spec.get("expected")
+    except psycopg.Error:
+        return False
+
+
+def refresh(conn: psycopg.Connection, notebooks_dir: Path = NOTEBOOKS, spec_dir: Path = checking.SPEC_DIR,
+            shuffled_conn: psycopg.Connection | None = None) -> list[str]:  # fmt: skip
     """Rewrite exercises/NN-*.json from the notebooks. Returns the ids written."""
     written = []
     for notebook in sorted(notebooks_dir.glob("[0-9][0-9]-*.ipynb")):
@@ -114,6 +132,8 @@ def refresh(conn: psycopg.Connection, notebooks_dir: Path = NOTEBOOKS, spec_dir:
             spec["points"] = spec.get("points", 1)
             if (expected := expected_for(conn, spec, solution.sql)) is not None:
                 spec["expected"] = expected
+            if order_independent(shuffled_conn, spec, solution.sql):
+                spec["shuffled"] = True
             new[solution.exercise] = spec
             written.append(solution.exercise)
         path.write_text(json.dumps(new, indent=1, sort_keys=True) + "\n")

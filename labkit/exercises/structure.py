@@ -1,4 +1,8 @@
-"""Technique requirements checked on PostgreSQL's own parse tree (pglast), not with regexes."""
+"""Technique requirements checked on PostgreSQL's own parse tree (pglast), not with regexes.
+
+An answer is untrusted text: it is bounded in size before it is parsed (``MAX_ANSWER_CHARS``), and
+the tree is walked without recursion, so a deeply nested answer cannot exhaust Python's stack.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +12,35 @@ from typing import Any
 import pglast
 from pglast import ast, enums
 
+MAX_ANSWER_CHARS = 64_000  # no exercise needs more; a longer answer is refused before parsing
+
+
+class AnswerTooLong(ValueError):
+    """An answer longer than any exercise needs (it is not parsed)."""
+
 
 def walk(node: Any) -> Iterator[ast.Node]:
-    """Every node of a pglast tree (or list of trees), depth first."""
-    if isinstance(node, (list, tuple)):
-        for item in node:
-            yield from walk(item)
-    elif isinstance(node, ast.Node):
-        yield node
-        for name in type(node).__slots__:
-            yield from walk(getattr(node, name, None))
+    """Every node of a pglast tree (or list of trees), depth first, without recursion."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+        elif isinstance(item, ast.Node):
+            yield item
+            stack.extend(getattr(item, name, None) for name in reversed(type(item).__slots__))
+
+
+def parse(sql: str) -> tuple[ast.RawStmt, ...]:
+    """The statements of ``sql`` (raises :class:`AnswerTooLong` or pglast's ParseError)."""
+    limit = MAX_ANSWER_CHARS  # looked up at each call: a grading run may set another bound
+    if len(sql) > limit:
+        raise AnswerTooLong(f"The answer is {len(sql):,} characters long; no exercise needs more than {limit:,}.")
+    return pglast.parse_sql(sql)
 
 
 def nodes(sql: str) -> list[ast.Node]:
-    return list(walk(pglast.parse_sql(sql)))
+    return list(walk(parse(sql)))
 
 
 def _has(sql: str, predicate: Any) -> bool:
@@ -64,14 +83,28 @@ def problems(sql: str, requirements: list[str]) -> list[str]:
     return missing
 
 
+def transaction_control(sql: str) -> list[str]:
+    """The transaction-control statements in ``sql`` (COMMIT, ROLLBACK, SAVEPOINT, PREPARE TRANSACTION, …)."""
+    found = []
+    for statement in parse(sql):
+        if isinstance(statement.stmt, ast.TransactionStmt):
+            text = sql[statement.stmt_location : statement.stmt_location + (statement.stmt_len or len(sql))]
+            found.append(text.strip().split()[0].upper())
+    return found
+
+
+def uses_window(sql: str) -> bool:
+    return _has(sql, REQUIREMENTS["window_function"][1])
+
+
 def sorts_result(sql: str) -> bool:
     """Whether the (last) statement's result is sorted by an ORDER BY of its own.
 
     An ORDER BY in a subquery, a CTE or a window does not fix the order of the rows returned.
     A SELECT without FROM (e.g. ``SELECT unnest(array)``) returns its rows in a defined order."""
     try:
-        statements = pglast.parse_sql(sql)
-    except pglast.parser.ParseError:
+        statements = parse(sql)
+    except (pglast.parser.ParseError, AnswerTooLong):
         return False
     if not statements:
         return False

@@ -11,17 +11,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from labkit.config import SQL_DIR
 from labkit.exercises import checker, refresh
 from labkit.servers.base import ConnectionInfo
 from labkit.shop import database
 
 HIDDEN_DB = "shop_hidden"
+VARIATION_SQL = SQL_DIR / "grading" / "hidden.sql"
 
 
 def prepare(info: ConnectionInfo, seed: int, *, scale: float = 0.5, progress: bool = True) -> None:
     """Load (once per seed and scale) the hidden dataset as a template database, with rows on
-    month boundaries so that an off-by-one date bound (``>`` for ``>=``) gives another result."""
+    month boundaries so that an off-by-one date bound (``>`` for ``>=``) gives another result,
+    and with the variations of sql/grading/hidden.sql (categories, table sizes)."""
     database.load(info, seed=seed, scale=scale, target=HIDDEN_DB, progress=progress, boundaries=True)
+    with info.connect(HIDDEN_DB) as conn:
+        if conn.execute("SELECT 1 FROM labkit_meta WHERE key = 'hidden_variation'").fetchone():
+            return
+        with conn.transaction():
+            conn.execute(VARIATION_SQL.read_text())  # type: ignore[arg-type]
+        conn.execute("VACUUM (FULL, ANALYZE) logs")
+        conn.execute("ANALYZE categories")
 
 
 def expected_specs(info: ConnectionInfo, solutions_dir: Path, exercises: list[str]) -> dict[str, dict[str, Any]]:

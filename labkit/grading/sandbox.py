@@ -9,7 +9,11 @@ afterwards leaves the server as it was.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import secrets
+import socket
+import time
 
 import psycopg
 from psycopg import sql
@@ -19,11 +23,16 @@ from labkit.errors import LabkitError
 from labkit.servers.base import ConnectionInfo
 
 PREFIX = "labkit_grade_"
+ABANDONED_ELSEWHERE_S = 24 * 3600
 SANDBOX_SQL = SQL_DIR / "grading" / "sandbox.sql"
 ROLE_SETTINGS = {
     "idle_in_transaction_session_timeout": "60s",
     "lock_timeout": "5s",
-    "work_mem": "16MB",
+    "work_mem": "16MB",  # per sort or hash …
+    "hash_mem_multiplier": "1",  # … hashes no more than sorts
+    "maintenance_work_mem": "64MB",  # CREATE INDEX
+    "temp_buffers": "16MB",  # temporary tables
+    "max_parallel_workers_per_gather": "1",  # one answer keeps to two cores at most
     "temp_file_limit": "512MB",  # only a superuser may set this one; skipped otherwise
 }
 
@@ -41,6 +50,8 @@ class Sandbox:
     dbname: str
     role: str
     info: ConnectionInfo
+    size: int = 0  # bytes of the database when made (the monitor bounds its growth)
+    template: str = ""  # the database it is a copy of
 
 
 def _check_rights(admin: psycopg.Connection) -> None:
@@ -65,6 +76,7 @@ def create(admin_info: ConnectionInfo, template: str, *, statement_timeout: str)
             ).format(sql.Identifier(name), sql.Literal(password))
         )
         try:
+            admin.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(name), sql.Literal(json.dumps(_owner()))))
             for setting, value in {**ROLE_SETTINGS, "statement_timeout": statement_timeout}.items():
                 try:
                     admin.execute(
@@ -78,18 +90,26 @@ def create(admin_info: ConnectionInfo, template: str, *, statement_timeout: str)
             with admin_info.connect(name) as conn:
                 conn.execute("SELECT set_config('labkit.grader', %s, false)", [name])
                 conn.execute(SANDBOX_SQL.read_text())  # type: ignore[arg-type]
+                size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]  # type: ignore[index]
         except BaseException:
             drop(admin_info, name)
             raise
-    return Sandbox(name, name, dataclasses.replace(admin_info, user=name, password=password))
+    return Sandbox(name, name, dataclasses.replace(admin_info, user=name, password=password), size, template)
 
 
-def drop(admin_info: ConnectionInfo, name: str) -> None:
-    """Remove a sandbox's database (ending its sessions) and its role."""
-    with admin_info.connect() as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
-            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+def drop(admin_info: ConnectionInfo, name: str, *, attempts: int = 5) -> None:
+    """Remove a sandbox's database (ending its sessions) and its role; tried again while the server is short of locks."""
+    for attempt in range(attempts):
+        try:
+            with admin_info.connect() as admin:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
+                    admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+            return
+        except (psycopg.errors.OutOfMemory, psycopg.errors.ObjectInUse, psycopg.errors.TooManyConnections):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1 + attempt)
 
 
 def terminate(admin_info: ConnectionInfo, box: Sandbox) -> None:
@@ -98,14 +118,41 @@ def terminate(admin_info: ConnectionInfo, box: Sandbox) -> None:
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [box.role])
 
 
-def leftovers(admin_info: ConnectionInfo) -> list[str]:
-    """Sandboxes an interrupted grading run left behind."""
+def _owner() -> dict[str, object]:
+    """Which grading run made a sandbox: kept in its role's comment, so that a run only ever removes
+    sandboxes whose run is gone (two instructors, or two shards, may grade on one server at once)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "created": int(time.time())}
+
+
+def _run_is_gone(comment: str | None) -> bool:
+    try:
+        owner = json.loads(comment or "")
+        host, pid, created = str(owner["host"]), int(owner["pid"]), float(owner["created"])
+    except (ValueError, KeyError, TypeError):
+        return True  # no owner recorded: an older labkit's, or a half-made sandbox
+    if host != socket.gethostname():
+        return time.time() - created > ABANDONED_ELSEWHERE_S  # another machine's run: only when long abandoned
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def leftovers(admin_info: ConnectionInfo, *, all_runs: bool = False) -> list[str]:
+    """Sandboxes an interrupted grading run left behind (``all_runs``: every sandbox, running or not)."""
+    pattern = PREFIX.replace("_", "\\_") + "%"
     with admin_info.connect() as admin:
-        rows = admin.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s UNION SELECT rolname FROM pg_roles WHERE rolname LIKE %s",
-            [PREFIX.replace("_", "\\_") + "%"] * 2,
-        ).fetchall()
-    return sorted(r[0] for r in rows)
+        roles = dict(
+            admin.execute(
+                "SELECT rolname, pg_catalog.shobj_description(oid, 'pg_authid') FROM pg_catalog.pg_roles WHERE rolname LIKE %s", [pattern]
+            ).fetchall()
+        )
+        databases = {r[0] for r in admin.execute("SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE %s", [pattern])}
+    names = set(roles) | databases
+    return sorted(n for n in names if all_runs or n not in roles or _run_is_gone(roles[n]))
 
 
 def clean_leftovers(admin_info: ConnectionInfo) -> int:

@@ -65,6 +65,35 @@ class PlanNode:
 _DETAIL_KEYS = ("Index Cond", "Recheck Cond", "Filter", "Hash Cond", "Join Filter", "Merge Cond", "Sort Key", "Group Key")
 
 
+JOIN_NAMES = {"Hash Join": "Hash", "Merge Join": "Merge", "Nested Loop": "Nested Loop"}
+AGGREGATE_STRATEGIES = {"Hashed": "HashAggregate", "Sorted": "GroupAggregate", "Mixed": "MixedAggregate", "Plain": "Aggregate"}
+SETOP_STRATEGIES = {"Hashed": "HashSetOp", "Sorted": "SetOp"}
+
+
+def node_name(plan: dict[str, Any]) -> str:
+    """The node's name as text EXPLAIN prints it: HashAggregate, Parallel Seq Scan, Hash Left Join, Insert, …"""
+    node = plan["Node Type"]
+    if node == "Aggregate":
+        name = AGGREGATE_STRATEGIES.get(plan.get("Strategy", "Plain"), node)
+    elif node == "SetOp":
+        name = SETOP_STRATEGIES.get(plan.get("Strategy", "Sorted"), node)
+    elif node == "ModifyTable":
+        name = plan.get("Operation", node)
+    elif node in JOIN_NAMES and plan.get("Join Type", "Inner") != "Inner":
+        name = f"{JOIN_NAMES[node]} {plan['Join Type']} Join"
+    else:
+        name = node
+    if plan.get("Scan Direction") == "Backward":
+        name += " Backward"
+    if plan.get("Partial Mode", "Simple") != "Simple":
+        name = f"{plan['Partial Mode']} {name}"
+    if plan.get("Parallel Aware"):
+        name = f"Parallel {name}"
+    if plan.get("Async Capable"):
+        name = f"Async {name}"
+    return name
+
+
 def parse(plan: dict[str, Any], *, below_limit: bool = False) -> PlanNode:
     """Build a PlanNode tree from one ``Plan`` object of EXPLAIN's JSON."""
     below_limit = below_limit or plan["Node Type"] == "Limit"
@@ -75,7 +104,7 @@ def parse(plan: dict[str, Any], *, below_limit: bool = False) -> PlanNode:
     if isinstance(detail, str) and len(detail) > 60:
         detail = detail[:57] + "…"
     return PlanNode(
-        node_type=plan["Node Type"] + (f" ({plan['Join Type']})" if "Join Type" in plan and plan["Node Type"].endswith("Join") else ""),
+        node_type=node_name(plan),
         relation=plan.get("Relation Name"),
         index=plan.get("Index Name"),
         estimated_rows=float(plan.get("Plan Rows", 0)) * (loops or 1),

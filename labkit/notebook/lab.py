@@ -16,12 +16,15 @@ from psycopg.types.string import TextLoader
 
 from labkit.config import Settings
 from labkit.errors import ConnectError, LabkitError
+from labkit.notebook import failures
 from labkit.servers import lifecycle
 from labkit.servers.base import ConnectionInfo
 
 SHOP_DB = "shop"
 ALIAS = "shop"
 DISPLAY_LIMIT = 20
+SCALE_QUERY = "SELECT value FROM public.labkit_meta WHERE key = 'scale'"
+WHERE = {"portable": "on this machine", "local": "on this machine", "docker": "in Docker"}  # else "at <host>"
 SQLMAGIC_CONFIG = {
     "short_errors": False,  # a failing SQL cell raises, so nbval and nbclient see it
     "displaycon": False,  # no host/port in outputs
@@ -45,6 +48,20 @@ def make_engine(info: ConnectionInfo, dbname: str = SHOP_DB) -> sa.Engine:
     engine = sa.create_engine(info.sqlalchemy_url(dbname), isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     sa.event.listen(engine, "connect", _json_as_text)
     return engine
+
+
+class ResetDone(float):
+    """The seconds a reset took; shown as a sentence."""
+
+    @property
+    def seconds(self) -> float:
+        return float(self)
+
+    def __repr__(self) -> str:
+        return f"The shop database is pristine again (restored from its template in {self.seconds:.2f} s)."
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
 
 
 @dataclass
@@ -113,25 +130,34 @@ class Lab:
 
         return AS_OF
 
-    def reset(self) -> float:
-        """Restore the shop database from its pristine template; notebooks are never touched."""
+    def reset(self) -> ResetDone:
+        """Restore the shop database from its pristine template; notebooks are never touched.
+
+        Every open connection to the shop (``%sql`` in any notebook) reconnects by itself at its next statement."""
         from labkit.shop import database
 
+        if self.dbname != SHOP_DB:
+            raise LabkitError(
+                f"The database {self.dbname!r} is not labkit's own shop, so it cannot be reset from the notebook.",
+                "On a class server, ask your instructor: labkit class reset <your id>.",
+            )
         self.engine.dispose()
-        seconds = database.reset(self.info)
-        _reconnect_magic(self)  # the reset closed every connection to the old database
-        return seconds
+        return ResetDone(database.reset(self.info))
 
     def __repr__(self) -> str:
         return f"<labkit lab: {self.dbname} on PostgreSQL via {self.info.provider}>"
 
 
-def _configure_magic(lab: Lab) -> None:
+def _shell() -> Any:
     try:
         from IPython import get_ipython
     except ImportError:
-        return
-    ip = get_ipython()
+        return None
+    return get_ipython()
+
+
+def _configure_magic(lab: Lab) -> None:
+    ip = _shell()
     if ip is None:
         return
     from IPython.utils.capture import capture_output
@@ -154,19 +180,6 @@ def _configure_magic(lab: Lab) -> None:
     _configure_display()
 
 
-def _reconnect_magic(lab: Lab) -> None:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    ip = get_ipython()
-    if ip is None or "_labkit_engine" not in ip.user_ns:
-        return
-    ip.run_line_magic("sql", f"--close {ALIAS}")
-    ip.user_ns["_labkit_engine"] = lab.engine
-    ip.run_line_magic("sql", f"_labkit_engine --alias {ALIAS}")
-
-
 def _configure_display() -> None:
     import matplotlib
     import pandas as pd
@@ -178,26 +191,55 @@ def _configure_display() -> None:
     matplotlib.rcParams.update({"figure.figsize": (8, 4), "figure.dpi": 80, "axes.grid": True, "svg.hashsalt": "labkit"})
 
 
+def _named_shop_copy(info: ConnectionInfo) -> str | None:
+    """The database a URL names when it is a loaded copy of the shop (a student's own on a class server), else None."""
+    if info.provider != "url" or info.maintenance_db in (SHOP_DB, "postgres"):
+        return None
+    try:
+        with info.connect() as conn:
+            row = conn.execute("SELECT value FROM public.labkit_meta WHERE key = 'schema_stage'").fetchone()
+    except psycopg.Error:
+        return None
+    return info.maintenance_db if row and row[0] == "finish" else None
+
+
 def lab(*, load_data: bool = True, server: str | None = None, scale: float | None = None) -> Lab:
     """Ensure PostgreSQL 16 and the shop database, connect ``%sql``, and return the :class:`Lab`.
 
     Raises a real exception if the lab cannot be reached: JupySQL's own "no active
     connection" message is a UsageError that test runners do not count as a failure.
     """
+    if (shell := _shell()) is not None:
+        failures.install(shell)  # from here on, errors show as psql or as one sentence, not as tracebacks
     settings = Settings.load(server=server, scale=scale)
     info = lifecycle.ensure_server(settings)
-    if load_data:
+    failures.watch(info)
+    own = _named_shop_copy(info)
+    if load_data and own is None:
         from labkit.shop import database
 
         with lifecycle.locked(settings):
-            database.ensure_shop(info, scale=settings.scale, progress=True)
-    dbname = SHOP_DB if load_data else info.maintenance_db
+            for note in database.ensure_shop(info, scale=settings.scale, progress=True):
+                print(f"labkit: {note}")
+    dbname = own or (SHOP_DB if load_data else info.maintenance_db)
     engine = make_engine(info, dbname)
     try:
         with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
+            version = conn.exec_driver_sql("SHOW server_version").scalar_one()
+            scale_loaded = conn.exec_driver_sql(SCALE_QUERY).scalar_one_or_none() if load_data else None
     except sa.exc.OperationalError as exc:
         raise ConnectError(f"The lab database {dbname!r} does not answer: {exc.orig}", "Run 'labkit doctor' in a terminal.") from exc
     result = Lab(info=info, engine=engine, dbname=dbname)
     _configure_magic(result)
+    print(_summary(info, str(version), dbname, scale_loaded))
     return result
+
+
+def _summary(info: ConnectionInfo, version: str, dbname: str, scale_loaded: str | None) -> str:
+    """One line: which PostgreSQL, where it runs, and whether the shop is loaded."""
+    where = WHERE.get(info.provider, f"at {info.host}")
+    if dbname == SHOP_DB or scale_loaded:
+        database = f"the shop database is loaded (scale {scale_loaded})" if scale_loaded else "the shop database is loaded"
+    else:
+        database = f"connected to the {dbname} database (the shop was not loaded)"
+    return f"labkit: PostgreSQL {version.split()[0]} {where} ({info.provider}); {database}."

@@ -1,84 +1,103 @@
-"""Two fixes to JupySQL 0.11 that learners would otherwise trip over.
+"""Fixes to JupySQL 0.11 that make ``%sql`` behave like psql (kept to the few functions we replace).
 
-1. psql meta-commands (``\\d orders``, ``\\dt``, ``\\di``): JupySQL hands them to pgspecial but
-   keeps only the first result and drops psql's footer (indexes, constraints, triggers,
-   "Referenced by"); with a list result its paging breaks, so ``\\d orders`` fails with
-   "'generator' object is not subscriptable". Our handler keeps the table and prints the footer.
-2. With named parameters disabled (so ':' in JSON literals works), JupySQL prefixes *every* SQL
-   error with a note about that feature, burying PostgreSQL's own message. We drop the note.
-3. In that mode JupySQL sends the text through the driver with an empty parameter list, so
-   psycopg reads every ``%`` as a placeholder: ``LIKE 'Sports%'`` fails with "only '%s', '%b',
-   '%t' are allowed as placeholders". We escape ``%`` (the driver turns ``%%`` back into ``%``).
+1. Statements run as written: ``%sql BEGIN`` works (JupySQL refuses a statement that is just
+   "begin"); psql meta-commands (``\\d orders``, ``\\dt``) print as psql does, title, table, then
+   footers (:mod:`labkit.notebook.describe`).
+2. A failing statement raises its own error; JupySQL's notes about snippets and named parameters
+   are dropped, and :mod:`labkit.notebook.failures` shows it as psql does.
+3. A connection the server closed (a reset, a restart, a terminated session) is replaced before
+   the next statement is sent, never after: a statement is never sent twice. If a transaction was
+   open on it, the cell fails with a sentence saying it was rolled back.
+4. With named parameters disabled (so ':' in JSON literals works), JupySQL sends the text with an
+   empty parameter list, so psycopg would read every ``%`` as a placeholder. We escape ``%``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import psycopg
+from psycopg import pq
 
-class MetaCommandResult:
-    """The small part of SQLAlchemy's result interface JupySQL uses."""
+from labkit.notebook.failures import ConnectionLost
 
-    returns_rows = True
-
-    def __init__(self, rows: list[Any], headers: list[str]) -> None:
-        self._rows = [tuple(r) for r in rows]
-        self._headers = headers
-        self._position = 0
-        self.rowcount = len(self._rows)
-
-    def keys(self) -> list[str]:
-        return self._headers
-
-    def fetchall(self) -> list[tuple[Any, ...]]:
-        rest = self._rows[self._position :]
-        self._position = len(self._rows)
-        return rest
-
-    def fetchmany(self, size: int) -> list[tuple[Any, ...]]:
-        chunk = self._rows[self._position : self._position + size]
-        self._position += len(chunk)
-        return chunk
-
-    def close(self) -> None:
-        pass
+TRANSACTION_LOST = (
+    "The connection to PostgreSQL was closed (the database was reset, the server restarted or the session was "
+    "terminated) while a transaction was open: PostgreSQL rolled it back. Nothing in this cell ran; "
+    "you are connected again, start over from BEGIN."
+)
 
 
-def handle_postgres_special(conn: Any, statement: str) -> MetaCommandResult:
-    from pgspecial.main import PGSpecial
+def run_statements(conn: Any, sql: str, config: Any, parameters: Any = None) -> Any:
+    """Run each statement of a cell in turn; the last one's result is the cell's result."""
+    import sqlparse
+    from IPython.display import display
+    from sql.run.resultset import ResultSet
+    from sql.run.run import select_df_type
 
-    cursor = conn.connection_sqlalchemy.connection.cursor()
-    rows: list[Any] = []
-    headers: list[str] = []
-    notes: list[str] = []
-    for title, cur, cur_headers, status in PGSpecial().execute(cursor, statement):
-        if title:
-            notes.append(str(title))
-        if cur_headers and not headers:
-            headers = list(cur_headers)
-            rows = list(cur) if cur is not None else []
-        if status:
-            notes.append(str(status).rstrip())
-    if notes:
-        print("\n".join(notes))
-    return MetaCommandResult(rows, headers)
+    from labkit.notebook.describe import meta_command
+
+    if not sql.strip():
+        return f"Connected: {conn.name}"
+    statements = [s for s in (sqlparse.format(part, strip_comments=True) for part in sqlparse.split(sql)) if s.strip()]
+    result: Any = None
+    for position, statement in enumerate(statements):
+        if statement.lstrip().startswith("\\"):
+            _ensure_live(conn)
+            output = meta_command(conn.connection_sqlalchemy.connection.dbapi_connection, statement.strip())
+            if position == len(statements) - 1:
+                return output
+            display(output)
+            continue
+        result = conn.raw_execute(statement, parameters=parameters)
+    return select_df_type(ResultSet(result, config, statements[-1], conn), config)
 
 
-_NOTE = 'named parameters feature is "disabled"'
+def _reraise(error: BaseException, query: Any = None, short_error: bool = True) -> None:
+    raise error
 
 
-def _without_parameter_note(raw_execute: Any) -> Any:
-    from sqlalchemy.exc import StatementError
+def _liveness(sa_conn: Any) -> str:
+    """``alive``, ``dead`` or ``dead-in-transaction``: a side-effect-free ping, before anything is sent."""
+    if sa_conn.closed or sa_conn.invalidated:
+        return "dead"
+    raw = sa_conn.connection.dbapi_connection
+    if raw is None or raw.closed:
+        return "dead"
+    status = raw.pgconn.transaction_status
+    in_transaction = status in (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
+    try:
+        if status == pq.TransactionStatus.INERROR:
+            raw.pgconn.consume_input()  # a failed transaction accepts no query: look at the socket only
+            if raw.pgconn.status != pq.ConnStatus.OK:
+                raise psycopg.OperationalError("connection closed")
+        else:
+            raw.execute("SELECT 1")
+    except psycopg.OperationalError:
+        return "dead-in-transaction" if in_transaction else "dead"
+    return "alive"
 
-    def wrapper(self: Any, query: Any, parameters: Any = None, with_: Any = None) -> Any:
+
+def _ensure_live(conn: Any) -> None:
+    """Replace a connection the server closed; say so if it held an open transaction."""
+    sa_conn = conn._connection_sqlalchemy
+    state = _liveness(sa_conn)
+    if state == "alive":
+        return
+    for step in (sa_conn.invalidate, sa_conn.close):
         try:
-            return raw_execute(self, query, parameters=parameters, with_=with_)
-        except StatementError as exc:
-            exc.detail = [d for d in exc.detail if _NOTE not in d]
-            raise
+            step()
+        except Exception:  # the old connection is gone; nothing to clean up on the server
+            pass
+    conn._connection_sqlalchemy = sa_conn.engine.connect()
+    if state == "dead-in-transaction":
+        raise ConnectionLost(TRANSACTION_LOST)
 
-    wrapper.__labkit_patched__ = True  # type: ignore[attr-defined]
-    return wrapper
+
+def _execute_on_live_connection(self: Any, operation: Any) -> Any:
+    """JupySQL retries a statement after some connection errors; we check the connection first and never retry."""
+    _ensure_live(self)
+    return operation()
 
 
 def _execute_literally(self: Any, query: str, parameters: Any) -> Any:
@@ -92,12 +111,12 @@ _ORIGINAL_EXECUTE: dict[str, Any] = {}
 
 def install() -> None:
     """Apply the fixes (idempotent)."""
-    import sql.run.run as jupysql_run
+    import sql.magic as jupysql_magic
     from sql.connection.connection import SQLAlchemyConnection
 
-    jupysql_run.handle_postgres_special = handle_postgres_special  # type: ignore[assignment]
-    if not getattr(SQLAlchemyConnection.raw_execute, "__labkit_patched__", False):
-        SQLAlchemyConnection.raw_execute = _without_parameter_note(SQLAlchemyConnection.raw_execute)  # type: ignore[method-assign]
+    jupysql_magic.run_statements = run_statements  # type: ignore[assignment]
+    jupysql_magic.handle_exception = _reraise  # type: ignore[assignment]
+    SQLAlchemyConnection._execute_with_error_handling = _execute_on_live_connection  # type: ignore[method-assign]
     if "f" not in _ORIGINAL_EXECUTE:
         _ORIGINAL_EXECUTE["f"] = SQLAlchemyConnection._execute_with_parameters
         SQLAlchemyConnection._execute_with_parameters = _execute_literally  # type: ignore[method-assign]

@@ -1,15 +1,28 @@
-"""Conveniences for the operations lessons (replication, backups, pooling): extra clusters from a notebook,
-and a one-sentence skip where the lab's provider cannot run them."""
+"""Conveniences for the operations notebooks (13–16): extra clusters, programs, a pooler and one-sentence skips
+where the lab's provider cannot run them — behind one call each."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from labkit.config import Settings
+import psycopg
+
+from labkit.config import SQL_DIR, Settings
 from labkit.errors import LabkitError
 from labkit.servers import extra
+from labkit.servers import pooler as pooler_mod
+from labkit.servers.clients import client_env, client_program
+from labkit.servers.pooler import Pooler
 
 SKIPPED_CELL = ["pass\n"]
+FDW_LOOPBACK_PROBE = SQL_DIR / "queries" / "fdw_loopback_probe.sql"
 
 
 def extra_clusters_unavailable(settings: Settings | None = None) -> str | None:
@@ -37,23 +50,13 @@ def _skip_every_later_cell(shell: Any) -> None:
         shell.input_transformers_post.append(skip)
 
 
-def resume_cells(shell: Any = None) -> None:
-    """Run the cells after this one again, if ``require_extra_clusters`` skipped the lesson's cells."""
-    if shell is None:
-        from IPython import get_ipython
-
-        shell = get_ipython()
-    if shell is not None:
-        shell.input_transformers_post[:] = [t for t in shell.input_transformers_post if getattr(t, "__name__", "") != "skip"]
-
-
 def require_extra_clusters(lesson: str, settings: Settings | None = None, shell: Any = None) -> bool:
     """True if ``lesson`` can start extra clusters here; else print one sentence saying why not and skip the
-    notebook's next cells (in IPython) up to ``resume_cells()``, so the lesson ends quietly instead of failing."""
+    notebook's remaining cells (in IPython), so the lesson ends quietly instead of failing."""
     reason = extra_clusters_unavailable(settings)
     if reason is None:
         return True
-    print(f"{lesson} is skipped here, its cells do nothing: {reason}")
+    print(f"{lesson} is skipped here: it starts extra PostgreSQL clusters, and {reason[0].lower()}{reason[1:]}")
     if shell is None:
         try:
             from IPython import get_ipython
@@ -66,6 +69,16 @@ def require_extra_clusters(lesson: str, settings: Settings | None = None, shell:
     return False
 
 
+def resume_cells(shell: Any = None) -> None:
+    """Run the cells after this one again, if ``require_extra_clusters`` (or another check) skipped the lesson's cells."""
+    if shell is None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    if shell is not None:
+        shell.input_transformers_post[:] = [t for t in shell.input_transformers_post if getattr(t, "__name__", "") != "skip"]
+
+
 def cluster(name: str, **options: Any) -> extra.ExtraCluster:
     """An extra cluster for a lesson (``extra.extra_cluster`` with the notebook's settings)."""
     return extra.extra_cluster(name, Settings.load(), **options)
@@ -74,3 +87,195 @@ def cluster(name: str, **options: Any) -> extra.ExtraCluster:
 def remove_leftover_clusters() -> list[str]:
     """Remove extra clusters left by an earlier kernel that is gone (an interrupted run); their names."""
     return extra.cleanup_leftovers(Settings.load())
+
+
+def extensions_unavailable(conn: Any, names: list[str]) -> str | None:
+    """Why the lab server cannot run a lesson that creates databases and these extensions (a sentence), or None."""
+    superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+    if not superuser:
+        return "the lab's connection is not a superuser, so it cannot create the lesson's database, foreign server and roles."
+    available = {name for (name,) in conn.execute("SELECT name FROM pg_available_extensions WHERE name = ANY(%s)", [names])}
+    if missing := [name for name in names if name not in available]:
+        return f"the lab server does not ship the extension{'s' if len(missing) > 1 else ''} {', '.join(missing)}."
+    if "postgres_fdw" in names:
+        return _fdw_loopback_unreachable(conn)
+    return None
+
+
+def _fdw_loopback_unreachable(conn: Any) -> str | None:
+    """Why postgres_fdw on the server cannot connect to the server itself through its socket, or None (nothing is kept)."""
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute(FDW_LOOPBACK_PROBE.read_text())
+    except psycopg.Error as exc:
+        return f"postgres_fdw on the lab server cannot connect to the server itself through its socket ({exc.diag.message_primary})."
+    return None
+
+
+def require_extensions(lesson: str, conn: Any, names: list[str], shell: Any = None) -> bool:
+    """True if the lab server can run ``lesson`` (superuser, ``names`` available); else print one sentence
+    saying why not and skip the notebook's remaining cells (in IPython)."""
+    reason = extensions_unavailable(conn, names)
+    if reason is None:
+        return True
+    print(f"{lesson} is skipped here: {reason}")
+    if shell is None:
+        try:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+        except ImportError:
+            shell = None
+    if shell is not None:
+        _skip_every_later_cell(shell)
+    return False
+
+
+class LessonSkipped(Exception):
+    """This lesson cannot run here: IPython shows the one sentence, and Run All stops at this cell."""
+
+    def __init__(self, sentence: str) -> None:
+        super().__init__(sentence)
+        self.sentence = sentence
+
+    def _render_traceback_(self) -> list[str]:
+        return [self.sentence]
+
+
+# -- 15 · connection pooling ---------------------------------------------------------------
+POOL_COLUMNS = ["database", "pool_mode", "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_used"]
+
+
+def require_pgbouncer() -> str:
+    """The PgBouncer version the pooling lesson uses; where none is installed, one sentence and a stop."""
+    program = pooler_mod.find_pgbouncer()
+    if program is None:
+        raise LessonSkipped(
+            "This lesson needs PgBouncer, which is not installed here: sudo apt-get install pgbouncer (Debian/Ubuntu), "
+            "brew install pgbouncer (macOS) or conda install -c conda-forge pgbouncer, then restart the kernel."
+        )
+    return f"PgBouncer {pooler_mod.pgbouncer_version(program) or '(unknown version)'}"
+
+
+def start_pooler(shop: Any, *, pool_mode: str = "session", pool_size: int = 2, name: str = "lesson15") -> Pooler:
+    """A PgBouncer in front of the lab server (``shop.info``), stopped by ``close()``/``with`` or at exit."""
+    require_pgbouncer()
+    return pooler_mod.start_pooler(Settings.load(), shop.info, name=name, pool_mode=pool_mode, pool_size=pool_size)
+
+
+def clean_up_poolers() -> list[str]:
+    """Stop the poolers this kernel still runs (an earlier run of the notebook) and those an interrupted
+    run left behind (their kernel is gone); their names."""
+    return sorted(pooler_mod.close_own_poolers() + pooler_mod.cleanup_leftovers(Settings.load()))
+
+
+def pools(p: Pooler, dbname: str = "shop") -> Any:
+    """SHOW POOLS for ``dbname`` as a DataFrame, the columns that do not change from run to run."""
+    import pandas as pd
+
+    rows = [row for row in p.show("pools") if row["database"] == dbname]
+    return pd.DataFrame(rows, columns=POOL_COLUMNS)
+
+
+@dataclass
+class ClientRun:
+    """What many clients saw through one pooler."""
+
+    clients: int
+    transactions: int
+    server_backends: int
+    max_sv_active: int
+    max_cl_waiting: int
+    seconds: float
+
+
+def run_clients(p: Pooler, *, clients: int, transactions: int, work_s: float, think_s: float, dbname: str = "shop") -> ClientRun:
+    """``clients`` threads, each on its own connection: ``transactions`` × (a transaction of ``work_s``, then
+    ``think_s`` idle in the application); SHOW POOLS is sampled meanwhile."""
+    backends: set[int] = set()
+    lock = threading.Lock()
+    done = threading.Event()
+    samples: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+
+    def client() -> None:
+        try:
+            with p.connect(dbname, prepare_threshold=None) as conn:
+                for _ in range(transactions):
+                    with conn.transaction():
+                        pid = conn.execute("SELECT pg_backend_pid() FROM pg_sleep(%s)", [work_s]).fetchone()[0]  # type: ignore[index]
+                    with lock:
+                        backends.add(pid)
+                    time.sleep(think_s)
+        except BaseException as exc:  # re-raised in the caller's thread below
+            errors.append(exc)
+
+    def sampler() -> None:
+        with p.admin() as admin:
+            while not done.is_set():
+                cur = admin.execute("SHOW POOLS")
+                columns = [d.name for d in cur.description or []]
+                for values in (dict(zip(columns, row, strict=True)) for row in cur.fetchall()):
+                    if values["database"] == dbname:
+                        samples.append((int(values["sv_active"]), int(values["cl_waiting"])))
+                time.sleep(0.01)
+
+    watcher = threading.Thread(target=sampler, daemon=True)
+    watcher.start()
+    started = time.monotonic()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.monotonic() - started
+    done.set()
+    watcher.join()
+    if errors:
+        raise errors[0]
+    return ClientRun(
+        clients=clients,
+        transactions=clients * transactions,
+        server_backends=len(backends),
+        max_sv_active=max((s[0] for s in samples), default=0),
+        max_cl_waiting=max((s[1] for s in samples), default=0),
+        seconds=seconds,
+    )
+
+
+def pgbench(p: Pooler, *, clients: int, transactions: int, sql: str, dbname: str = "shop") -> dict[str, str]:
+    """Run PostgreSQL 16's pgbench through the pooler with a one-statement script; the lines that do not
+    depend on the machine's speed (clients, transactions processed, failures)."""
+    settings = Settings.load()
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "lesson.sql"
+        script.write_text(sql + "\n")
+        env = client_env("pgbench", settings, p.info)
+        out = subprocess.run(
+            [
+                str(client_program("pgbench", settings)),
+                "-n",
+                "-c",
+                str(clients),
+                "-j",
+                "2",
+                "-t",
+                str(transactions),
+                "-f",
+                str(script),
+                dbname,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+    if out.returncode != 0:
+        raise RuntimeError(f"pgbench failed: {out.stderr.strip() or out.stdout.strip()}")
+    keep = ("query mode", "number of clients", "number of transactions actually processed", "number of failed transactions")
+    found = {}
+    for line in out.stdout.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in keep:
+            found[key.strip()] = re.sub(r"\s*\(.*\)$", "", value.strip())
+    return found

@@ -6,13 +6,18 @@ run. The timeline shows what each session did, step by step::
 
     s = labkit.sessions.Sessions(shop.info, "shop")
     s.a("BEGIN"); s.a("UPDATE inventory SET quantity = quantity - 1 WHERE product_id = …")
-    s.b("UPDATE inventory SET quantity = quantity - 1 WHERE product_id = …")   # ⏳ waits for A
+    s.b("UPDATE inventory SET quantity = quantity - 1 WHERE product_id = …")   # waits for A
     s.a("COMMIT")                                                              # B finishes now
     s.timeline()
+
+A session whose connection the server closed (a reset, a restart, ``pg_terminate_backend``) shows
+the error in the timeline and raises :class:`SessionLost` to the caller.
 """
 
 from __future__ import annotations
 
+import html
+import textwrap
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,10 +25,18 @@ from typing import Any
 
 import psycopg
 
+from labkit.errors import LabkitError
+from labkit.notebook.failures import is_connection_lost
 from labkit.servers.base import ConnectionInfo
 
 WAIT_LIMIT_S = 30.0
 POLL_S = 0.01
+TEXT_WIDTH = 56  # characters per session column in the plain-text timeline (longer SQL wraps)
+COLOURS = ("#dbeafe", "#fde2c4", "#dcfce7", "#f3e8ff")  # one tint per session: blue, orange, green, violet
+
+
+class SessionLost(LabkitError):
+    """A session's connection was closed by the server."""
 
 
 @dataclass
@@ -38,10 +51,10 @@ class Step:
 
     def describe(self) -> str:
         if self.outcome == "waiting":
-            return f"⏳ waits (blocked by {self.result})"
+            return f"waits: blocked by {self.result}"
         if self.outcome == "error":
-            return f"✗ {self.error}"
-        prefix = "↳ resumes: " if self.outcome == "resumed" else ""
+            return "ERROR: " + (self.error or "").partition(": ")[2]
+        prefix = "resumes: " if self.outcome == "resumed" else ""
         return prefix + _short(self.result)
 
 
@@ -64,6 +77,7 @@ class Session:
     conn: psycopg.Connection
     owner: Sessions
     pending: threading.Thread | None = field(default=None, repr=False)
+    lost: str | None = field(default=None, repr=False)  # why the server closed this session's connection
     _outcome: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -71,9 +85,15 @@ class Session:
         return self.conn.info.backend_pid
 
     def __call__(self, sql: str) -> Any:
-        """Run ``sql``; if it blocks on a lock, record that and return while it waits."""
+        """Run ``sql``; if it blocks on a lock, record that and return while it waits.
+
+        An SQL error is recorded in the timeline (and None returned); a closed connection also raises SessionLost."""
         if self.pending is not None:
             self._resume()  # as in psql, the previous statement ends before the next is sent
+        if self.lost is not None:
+            refused = f"SessionLost: not sent, the connection was closed earlier ({self.lost})"
+            self.owner._record(Step(self.name, sql, "error", error=refused))
+            self._raise_lost()
         self._outcome = {}
         thread = threading.Thread(target=self._execute, args=(sql,), daemon=True)
         thread.start()
@@ -84,8 +104,18 @@ class Session:
             self.owner._record(Step(self.name, sql, "waiting", result=", ".join(self.owner._names(blockers))))
             return None
         rows = self._finish(sql, "ok")
-        self.owner._settle_others(self)
+        if self.lost is None:
+            self.owner._settle_others(self)
+        self._raise_lost()
         return rows
+
+    def _raise_lost(self) -> None:
+        if self.lost is not None:
+            raise SessionLost(
+                f"Session {self.name.upper()}'s connection was closed by the server ({self.lost}): "
+                "its open transaction, if any, was rolled back.",
+                "Start new sessions with shop.sessions().",
+            )
 
     def _execute(self, sql: str) -> None:
         try:
@@ -93,7 +123,10 @@ class Session:
             self._outcome["rows"] = cur.fetchall() if cur.description else None
             self._outcome["rowcount"] = cur.rowcount if cur.description is None else -1
         except psycopg.Error as exc:
-            self._outcome["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+            self._outcome["error"] = f"{type(exc).__name__}: {first_line}"
+            if is_connection_lost(exc) or self.conn.closed or self.conn.broken:
+                self.lost = first_line
 
     def _finish(self, sql: str, outcome: str) -> Any:
         if "error" in self._outcome:
@@ -110,6 +143,7 @@ class Session:
         if self.pending is not None:
             self._resume()
             self.owner._settle_others(self)
+        self._raise_lost()
         return self._outcome.get("rows")
 
     def _resume(self) -> None:
@@ -181,17 +215,10 @@ class Sessions:
             if session.pending is not None and not self._still_blocked(session):
                 session._resume()
 
-    def timeline(self) -> Any:
-        """The steps so far, in order: which session ran what, and what happened."""
-        import pandas as pd
-
+    def timeline(self) -> Timeline:
+        """The steps so far, in order, a column per session: what each ran and what happened."""
         self.settle()
-        rows = [
-            {"step": n, "session": step.session.upper(), "statement": "" if step.outcome == "resumed" else " ".join(step.sql.split()),
-             "result": step.describe()}
-            for n, step in enumerate(self.steps, start=1)
-        ]
-        return pd.DataFrame(rows).set_index("step")
+        return Timeline([name for name in self.sessions], list(self.steps))
 
     def close(self) -> None:
         for session in self.sessions.values():
@@ -203,3 +230,58 @@ class Sessions:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass
+class Timeline:
+    """Steps side by side: one column per session, SQL left-aligned and wrapped, never cut off."""
+
+    names: list[str]
+    steps: list[Step]
+
+    def _cells(self, step: Step) -> tuple[str, str]:
+        return ("" if step.outcome == "resumed" else " ".join(step.sql.split())), step.describe()
+
+    def frame(self) -> Any:
+        """The same steps as a pandas DataFrame (columns session, statement, result; index step)."""
+        import pandas as pd
+
+        rows = [{"step": n, "session": step.session.upper(), "statement": self._cells(step)[0], "result": step.describe()}
+                for n, step in enumerate(self.steps, start=1)]  # fmt: skip
+        return pd.DataFrame(rows, columns=["step", "session", "statement", "result"]).set_index("step")
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __repr__(self) -> str:
+        width = TEXT_WIDTH
+        header = " # | " + " | ".join(f"session {name.upper()}".ljust(width) for name in self.names)
+        lines = [header.rstrip(), "---+-" + "-+-".join("-" * width for _ in self.names)]
+        for number, step in enumerate(self.steps, start=1):
+            statement, result = self._cells(step)
+            column = textwrap.wrap(statement, width, break_on_hyphens=False) + textwrap.wrap("→ " + result, width, subsequent_indent="  ")
+            for index, text in enumerate(column):
+                cells = [text.ljust(width) if name == step.session else " " * width for name in self.names]
+                lines.append(((f"{number:>2}" if index == 0 else "  ") + " | " + " | ".join(cells)).rstrip())
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+    def _repr_html_(self) -> str:
+        colour = {name: COLOURS[i % len(COLOURS)] for i, name in enumerate(self.names)}
+        cell = "text-align:left;vertical-align:top;padding:4px 8px;"
+        head = "".join(f"<th style='{cell}background:{colour[n]};min-width:18em'>session {html.escape(n.upper())}</th>" for n in self.names)
+        body = []
+        for number, step in enumerate(self.steps, start=1):
+            statement, result = self._cells(step)
+            tone = "color:#b91c1c;font-weight:bold" if step.outcome == "error" else "color:#555" if step.outcome == "waiting" else ""
+            content = f"<code style='white-space:pre-wrap;word-break:break-word'>{html.escape(statement)}</code><br>" if statement else ""
+            content += f"<span style='{tone}'>→ {html.escape(result)}</span>"
+            cells = "".join(
+                f"<td style='{cell}background:{colour[n]}'>{content}</td>" if n == step.session else f"<td style='{cell}'></td>"
+                for n in self.names
+            )
+            body.append(f"<tr><td style='{cell}color:#777'>{number}</td>{cells}</tr>")
+        return (f"<table class='labkit-timeline' style='border-collapse:collapse'><thead><tr><th style='{cell}'>#</th>{head}</tr></thead>"
+                f"<tbody>{''.join(body)}</tbody></table>")  # fmt: skip

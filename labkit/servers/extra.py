@@ -621,7 +621,11 @@ class ExtraCluster(_Item):
         self.cluster = cluster
         self.port = port
         self.role = role  # "primary", "standby" or "recovery"
-        self.info: ConnectionInfo = cluster.info(port)
+
+    @property
+    def info(self) -> ConnectionInfo:
+        """How to reach it: read afresh, since the password file is written only as the cluster is made."""
+        return self.cluster.info(self.port)
 
     @property
     def data_dir(self) -> Path:
@@ -636,8 +640,9 @@ class ExtraCluster(_Item):
         self._check()
         return self.info.connect(dbname, **kwargs)
 
-    def url(self, dbname: str | None = None) -> str:
-        return self.info.url(dbname)
+    def url(self, dbname: str | None = None, *, hide_password: bool = True) -> str:
+        """Its URL, the password shown as **** unless asked (a notebook output must never hold it)."""
+        return self.info.url(dbname, hide_password=hide_password)
 
     def is_running(self) -> bool:
         return self._removed is None and self.cluster.running_port() is not None
@@ -782,8 +787,10 @@ def extra_cluster(
                 recorded = {**source.to_dict(), "password": None}
                 _write_meta(root, {**_read_meta(root), "slot": item.slot, "source": recorded})  # dropped even after a crash
             _basebackup(cluster.paths.data, source, settings, run_as, "-R", *slot_args)
+            cluster.keep_password(source.password)  # a copy of the source: the same roles, the same password
         elif from_backup is not None:
             extra.update(_prepare_recovery(cluster, from_backup, wal_archive, recovery_target, max_bytes, run_as))
+            cluster.keep_password(from_backup.source.password)
         else:
             cluster.initdb()
             if archive_wal:
@@ -857,15 +864,6 @@ def extra_clusters(settings: Settings | None = None) -> Iterator[None]:
         yield
     finally:
         stop_all_extra_clusters(settings)
-
-
-def replication_hba_lines(method: str = "scram-sha-256") -> list[str]:
-    """pg_hba.conf lines the lab server needs so labkit's standbys, backups and archives can connect
-    (replication connections from this machine only, authenticated like every other connection)."""
-    return [
-        f"host    replication     all             127.0.0.1/32            {method}",
-        f"host    replication     all             ::1/128                 {method}",
-    ]
 
 
 def describe_support(settings: Settings) -> str:

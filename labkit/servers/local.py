@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 from labkit.config import Settings
 from labkit.errors import ConfigError, ProviderUnavailable
 from labkit.servers.base import Availability, ConnectionInfo, Provider
 from labkit.servers.binaries import REQUIRED_MAJOR, PgInstall, find_installs
-from labkit.servers.cluster import Cluster, ClusterPaths, choose_port
+from labkit.servers.cluster import Cluster, ClusterPaths, choose_port, stop_postmaster, stray_postmasters
 from labkit.servers.state import read_state
 from labkit.servers.unprivileged import RunAs, server_user
 
@@ -24,8 +25,50 @@ def cluster_root(settings: Settings, run_as: RunAs, major: int) -> Path:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     if run_as.can_traverse(settings.state_dir):
         return preferred
+    return system_root(settings) / f"pg{major}"
+
+
+def system_root(settings: Settings) -> Path:
+    """Where root keeps this project's clusters when the server user cannot reach the state folder."""
     digest = hashlib.sha256(str(settings.state_dir).encode()).hexdigest()[:10]
-    return SYSTEM_DATA_ROOT / f"{settings.project_dir.name}-{digest}" / f"pg{major}"
+    return SYSTEM_DATA_ROOT / f"{settings.project_dir.name}-{digest}"
+
+
+def own_cluster_roots(settings: Settings) -> list[Path]:
+    """Every cluster folder of this project on disk (pg16, and pgNN of another major), whatever state.json says."""
+    roots: list[Path] = []
+    for base in (settings.state_dir, system_root(settings)):
+        try:
+            found = sorted(base.glob("pg[0-9]*"))
+        except OSError:
+            continue
+        roots += [p for p in found if p.is_dir() and p.name[2:].isdigit()]
+    return roots
+
+
+def own_clusters(settings: Settings, provider_hint: str | None = None) -> list[Cluster]:
+    """The clusters found on disk, for status, stop and delete (their binaries need not be known)."""
+    run_as = server_user(settings.run_as)
+    clusters = []
+    for root in own_cluster_roots(settings):
+        paths = ClusterPaths(root)
+        try:
+            name = paths.provider_file.read_text().strip() or None
+        except OSError:
+            name = None
+        clusters.append(Cluster(None, paths, run_as, name or provider_hint or "portable"))
+    return clusters
+
+
+def stop_strays(settings: Settings) -> list[int]:
+    """Stop postmasters of this project whose folder was deleted while they ran. Their pids."""
+    stopped = []
+    for base in (settings.state_dir, system_root(settings)):
+        for pid in stray_postmasters(base):
+            print(f"labkit: stopping the lab server (pid {pid}) whose folder {base} was deleted while it ran.", file=sys.stderr, flush=True)
+            stop_postmaster(pid)
+            stopped.append(pid)
+    return stopped
 
 
 class ClusterProvider(Provider):
@@ -53,10 +96,14 @@ class ClusterProvider(Provider):
     def start(self) -> ConnectionInfo:
         cluster = self.cluster()
         if (port := cluster.running_port()) is not None:
+            cluster.ensure_access(port)
             return cluster.info(port)
+        stop_strays(self.settings)
         if cluster.paths.data.is_dir() and any(cluster.paths.data.iterdir()):
             cluster.check_compatible()  # never initdb over (or delete) an existing folder
         else:
+            if cluster.paths.data.is_dir():
+                cluster.paths.data.rmdir()  # empty: nothing to keep
             cluster.initdb()
         port = choose_port(self.settings.port, self._previous_port(cluster))
         return cluster.start(port)
@@ -91,6 +138,11 @@ class LocalProvider(ClusterProvider):
 
     def _choose(self) -> tuple[PgInstall | None, list[PgInstall]]:
         installs = find_installs(self.settings.pg_bin)
+        if self.settings.pg_bin:  # named explicitly: that install or nothing
+            named = [i for i in installs if i.source == "LABKIT_PG_BIN"]
+            installs = named or installs
+            if named and (named[0].major == REQUIRED_MAJOR or self.settings.allow_other_major):
+                return named[0], installs
         for install in installs:
             if install.major == REQUIRED_MAJOR:
                 return install, installs

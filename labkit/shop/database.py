@@ -25,6 +25,7 @@ from psycopg import sql
 from labkit.config import SQL_DIR
 from labkit.errors import LabkitError
 from labkit.servers.base import ConnectionInfo
+from labkit.servers.identity import check_own_server
 from labkit.shop import bulkload, capacity, schema
 from labkit.shop.generator import generate, words
 
@@ -80,7 +81,15 @@ def _clear_errors(func: F) -> F:
 
 
 def _connect(info: ConnectionInfo, dbname: str | None = None) -> psycopg.Connection:
-    return info.connect(dbname, options=f"-c search_path={SEARCH_PATH}")
+    """A connection for labkit's own work on the shop, only to this project's own server: a server of
+    another clone that took the port after a restart is refused before anything is read or replaced."""
+    conn = info.connect(dbname, options=f"-c search_path={SEARCH_PATH}")
+    try:
+        check_own_server(info, conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def _exists(conn: psycopg.Connection, dbname: str) -> bool:
@@ -334,7 +343,7 @@ def _build(info: ConnectionInfo, dbname: str, *, seed: int, scale: float, progre
     with _connect(info, dbname) as conn:
         conn.execute("SET synchronous_commit = off")
         conn.execute("SET maintenance_work_mem = '256MB'")
-        bar.set_description("indexes and keys")
+        bar.set_description_str("indexes and keys")
         schema.finish_schema(conn)
         conn.execute(
             "INSERT INTO public.labkit_meta (key, value) VALUES ('as_of', %s), ('seed', %s), ('scale', %s), ('data_checksum', %s) "
@@ -350,7 +359,7 @@ def _build(info: ConnectionInfo, dbname: str, *, seed: int, scale: float, progre
                 )
             )
         conn.execute(sql.SQL("ALTER DATABASE {} SET timezone = 'UTC'").format(sql.Identifier(dbname)))
-    bar.set_description("vacuum analyze")
+    bar.set_description_str("vacuum analyze")
     bulkload.vacuum_analyze(info, dbname)
     bar.close()
     return loaded.total

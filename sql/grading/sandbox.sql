@@ -58,3 +58,19 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Advisory locks live in the server's shared lock table: one sandbox taking thousands of them
+-- would leave other submissions "out of shared memory". No exercise takes one, so a sandbox may
+-- not (function privileges are per database: this changes only the copy).
+DO $$
+DECLARE
+    item record;
+BEGIN
+    FOR item IN
+        SELECT p.oid::regprocedure AS name FROM pg_proc p
+        WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname LIKE 'pg%advisory%lock%'
+    LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', item.name);
+    END LOOP;
+END
+$$;
