@@ -40,11 +40,15 @@ def extra_clusters_unavailable(settings: Settings | None = None) -> str | None:
     return None
 
 
-def _skip_every_later_cell(shell: Any) -> None:
-    """Make each cell run after this one do nothing (the lesson cannot run here)."""
+RESUME_CALL = "ops.resume_cells()"
 
-    def skip(_lines: list[str]) -> list[str]:
-        return SKIPPED_CELL
+
+def _skip_every_later_cell(shell: Any) -> None:
+    """Make each cell run after this one do nothing (the lesson cannot run here), up to a cell that
+    calls ``ops.resume_cells()`` (e.g. where the exercises begin: they need only the shop)."""
+
+    def skip(lines: list[str]) -> list[str]:
+        return lines if any(RESUME_CALL in line for line in lines) else SKIPPED_CELL
 
     if not any(getattr(t, "__name__", "") == "skip" for t in shell.input_transformers_post):
         shell.input_transformers_post.append(skip)
@@ -67,6 +71,16 @@ def require_extra_clusters(lesson: str, settings: Settings | None = None, shell:
     if shell is not None:
         _skip_every_later_cell(shell)
     return False
+
+
+def resume_cells(shell: Any = None) -> None:
+    """Run the cells after this one again, if ``require_extra_clusters`` (or another check) skipped the lesson's cells."""
+    if shell is None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    if shell is not None:
+        shell.input_transformers_post[:] = [t for t in shell.input_transformers_post if getattr(t, "__name__", "") != "skip"]
 
 
 def cluster(name: str, **options: Any) -> extra.ExtraCluster:
