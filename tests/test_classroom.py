@@ -317,7 +317,7 @@ def test_a_notebook_lab_uses_the_students_own_database(instructor: ConnectionInf
     env = clean_env(LABKIT_DATABASE_URL=a["database_url"], LABKIT_DATA_DIR=str(tmp_path / "state"), PYTHONPATH=str(PROJECT_ROOT))
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["tcls_s_001", "tcls_s_001"]
+    assert result.stdout.splitlines()[-1].split() == ["tcls_s_001", "tcls_s_001"]  # after lab()'s one-line greeting
     assert os.environ.get("LABKIT_DATABASE_URL") != a["database_url"]
 
 

@@ -96,7 +96,9 @@ def server_state() -> str:
 
 def readable(exc: BaseException) -> BaseException:
     """The exception a learner should see in place of ``exc``."""
-    if isinstance(exc, SQLError | LabkitError):
+    if isinstance(exc, LabkitError) and exc.__cause__ is not None and is_connection_lost(exc.__cause__):
+        exc = exc.__cause__  # a shop operation that met a server gone away: the same one sentence as a cell
+    elif isinstance(exc, SQLError | LabkitError):
         return exc
     if is_connection_lost(exc):
         state = server_state()
