@@ -101,6 +101,11 @@ def test_the_pooling_exercises_grade_in_a_sandbox(shop: ConnectionInfo) -> None:
     assert len(solutions) == 6
     box = sandbox.create(shop, database.TEMPLATE_DB, statement_timeout="30s")
     try:
+        with box.info.connect(box.dbname) as conn:  # as revoked in every sandbox: the lock exercise cannot pass
+            assert not checker.evaluate(conn, "15.3", next(s.sql for s in solutions if s.exercise == "15.3"), count_attempt=False).passed
+        with pytest.raises(sandbox.GradingError, match="never grants"):
+            sandbox.grant_functions(shop, box, {"pg_advisory_lock(bigint)"})  # session-level: outlives the check
+        sandbox.grant_functions(shop, box, {f for s in solutions for f in checker.spec(s.exercise).get("functions", [])})  # as the grader
         with box.info.connect(box.dbname) as conn:
             for solution in solutions:
                 result = checker.evaluate(conn, solution.exercise, solution.sql, count_attempt=False)

@@ -41,6 +41,7 @@ POLICY_KEYS = (
     "read_only",
     "runs",
     "statements",
+    "functions",
 )
 TITLE = re.compile(r"^#+\s*Exercise\s+(\d\d\.\d+)\s*[—–:-]+\s*(.+)$", re.MULTILINE)
 NOTEBOOKS = NOTEBOOKS_DIR

@@ -175,9 +175,12 @@ def grade_submission(admin: ConnectionInfo, submission: Submission, exercises: l
     grades: dict[str, ExerciseGrade] = {}
     try:
         wanted = [e for e in exercises if submission.answers.get(e) is not None]
+        functions = {f for e in wanted for f in checker.spec(e).get("functions", [])}
         if wanted:
             for key, template in templates.items():
                 boxes[key] = sandbox.create(admin, template, statement_timeout=f"{int(options.statement_timeout * 1000)}ms")
+                if functions:
+                    sandbox.grant_functions(admin, boxes[key], functions)
                 if monitor is not None:
                     monitor.register(boxes[key].role, boxes[key].size)
         for exercise in exercises:

@@ -97,6 +97,30 @@ def create(admin_info: ConnectionInfo, template: str, *, statement_timeout: str)
     return Sandbox(name, name, dataclasses.replace(admin_info, user=name, password=password), size, template)
 
 
+# Functions a sandbox lacks (sql/grading/sandbox.sql) that an exercise may ask back through its ``functions``
+# policy: transaction-level advisory locks only (they end with the checker's transaction; the session-level
+# ones, which outlive it, stay revoked). A class graded on such an exercise accepts that one answer can take many
+# in one statement; a submission that meets a full lock table because of another is graded again alone.
+GRANTABLE_FUNCTIONS = frozenset({
+    "pg_try_advisory_xact_lock(bigint)", "pg_try_advisory_xact_lock(integer,integer)",
+    "pg_advisory_xact_lock(bigint)", "pg_advisory_xact_lock(integer,integer)",
+    "pg_try_advisory_xact_lock_shared(bigint)", "pg_advisory_xact_lock_shared(bigint)",
+    "pg_advisory_unlock(bigint)", "pg_advisory_unlock_all()",  # releasing only
+})  # fmt: skip
+
+
+def grant_functions(admin_info: ConnectionInfo, box: Sandbox, signatures: set[str]) -> None:
+    """Give the sandbox's role back the functions the graded exercises need (only those in GRANTABLE_FUNCTIONS)."""
+    if unknown := sorted(signatures - GRANTABLE_FUNCTIONS):
+        raise GradingError(
+            f"An exercise asks for function(s) a grading sandbox never grants: {', '.join(unknown)}.",
+            f"Exercises may ask only for {', '.join(sorted(GRANTABLE_FUNCTIONS))}.",
+        )
+    with admin_info.connect(box.dbname) as conn:
+        for signature in sorted(signatures):
+            conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION pg_catalog.{} TO {}").format(sql.SQL(signature), sql.Identifier(box.role)))
+
+
 def drop(admin_info: ConnectionInfo, name: str, *, attempts: int = 5) -> None:
     """Remove a sandbox's database (ending its sessions) and its role; tried again while the server is short of locks."""
     for attempt in range(attempts):
