@@ -3,12 +3,10 @@ and elsewhere says why in one sentence and skips the rest of the notebook."""
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import psycopg
 import pytest
 
@@ -59,18 +57,6 @@ def test_a_missing_extension_is_named_and_later_cells_are_skipped(
 def test_a_role_that_is_not_a_superuser_is_told_why(plain_role_conn: psycopg.Connection) -> None:
     reason = ops.extensions_unavailable(plain_role_conn, ["pgcrypto"])
     assert reason is not None and "not a superuser" in reason
-
-
-def test_the_design_tooling_the_lesson_covers_is_in_it() -> None:
-    """The seed-coverage manifest's tooling entries (pgvector, pg_cron, pgBadger) point at text that exists."""
-    root = Path(__file__).resolve().parent.parent
-    tooling = tomllib.loads((root / "sql" / "seed_coverage.toml").read_text()).get("tooling", [])
-    assert {"pgvector", "pg_cron", "pgBadger"} <= {entry["name"] for entry in tooling}
-    for entry in tooling:
-        for run in entry["runs"]:
-            path = root / run["file"]
-            text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells) if path.suffix == ".ipynb" else path.read_text()
-            assert run["probe"] in text, f"{entry['name']}: {run['probe']!r} not found in {run['file']}"
 
 
 def test_a_foreign_server_the_lab_server_cannot_reach_is_reported_and_nothing_is_kept(

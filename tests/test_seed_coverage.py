@@ -13,7 +13,9 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MANIFEST = tomllib.loads((ROOT / "sql" / "seed_coverage.toml").read_text())["block"]
+TOML = tomllib.loads((ROOT / "sql" / "seed_coverage.toml").read_text())
+MANIFEST = TOML["block"]
+TOOLING = TOML.get("tooling", [])
 EXECUTED = ("sql/schema/", "sql/finish/", "sql/examples/", "sql/seed_originals/", "notebooks/")
 DESIGN_SQL_BLOCKS = 10  # the course design's SQL code blocks
 
@@ -39,3 +41,12 @@ def test_block_runs_where_the_manifest_says(block: dict) -> None:  # type: ignor
         path = ROOT / run["file"]
         assert path.exists(), f"{block['title']}: {run['file']} does not exist"
         assert run["probe"] in _text(path), f"{block['title']}: {run['probe']!r} not found in {run['file']}"
+
+
+def test_the_designs_tools_and_topics_beyond_its_sql_are_taught() -> None:
+    """Replication, pooling, postgres_fdw's neighbours pgvector, pg_cron and pgBadger: each points at text that exists."""
+    assert {"pgvector", "pg_cron", "pgBadger", "replication", "connection pooling"} <= {entry["name"] for entry in TOOLING}
+    for entry in TOOLING:
+        for run in entry["runs"]:
+            assert run["file"].startswith(EXECUTED), f"{run['file']} is not among the files CI executes"
+            assert run["probe"] in _text(ROOT / run["file"]), f"{entry['name']}: {run['probe']!r} not found in {run['file']}"
