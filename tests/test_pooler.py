@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from labkit.config import Settings
-from labkit.servers import extra, pooler
+from labkit.servers import extra, pooler, processes
 from labkit.servers.base import ConnectionInfo
 from labkit.servers.unprivileged import server_user
 
@@ -42,8 +42,8 @@ def pgbouncers() -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip() == "pgbouncer":
-                    found.append(int(entry.name))
+                if (entry / "comm").read_text().strip() == "pgbouncer" and processes.alive(int(entry.name)):
+                    found.append(int(entry.name))  # a zombie has ended: whether init has reaped it yet is not ours to wait for
             except OSError:
                 continue
     return found
@@ -84,7 +84,7 @@ def test_private_files_and_localhost(lab: ConnectionInfo, settings: Settings) ->
             assert conn.execute("SELECT count(*) > 0 FROM products").fetchone() == (True,)
         assert "listen_addr = 127.0.0.1" in (p.root / "pgbouncer.ini").read_text()
         root = p.root
-    assert not root.exists() and not pooler._is_pgbouncer(pid)
+    assert not root.exists() and not processes.alive(pid, comm="pgbouncer")
 
 
 def test_transaction_mode_shares_one_backend_and_leaks_session_set(lab: ConnectionInfo, settings: Settings) -> None:
@@ -154,12 +154,12 @@ def test_leftover_of_a_killed_owner_is_stopped_via_its_pid_file(lab: ConnectionI
     pid = int((root / "pgbouncer.pid").read_text())
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert pooler._is_pgbouncer(pid), "PgBouncer outlives its killed owner until labkit finds it"
+    assert processes.alive(pid, comm="pgbouncer"), "PgBouncer outlives its killed owner until labkit finds it"
     assert pooler.cleanup_leftovers(settings) == ["held"]
     deadline = time.monotonic() + 5
-    while pooler._is_pgbouncer(pid) and time.monotonic() < deadline:
+    while processes.alive(pid, comm="pgbouncer") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not pooler._is_pgbouncer(pid) and not root.exists()
+    assert not processes.alive(pid, comm="pgbouncer") and not root.exists()
 
 
 def test_starting_one_of_the_same_name_again_replaces_it(lab: ConnectionInfo, settings: Settings) -> None:
@@ -168,7 +168,7 @@ def test_starting_one_of_the_same_name_again_replaces_it(lab: ConnectionInfo, se
     old_pid = int((first.root / "pgbouncer.pid").read_text())
     second = pooler.start_pooler(settings, lab, name="rerun")
     try:
-        assert not first.running and not pooler._is_pgbouncer(old_pid)
+        assert not first.running and not processes.alive(old_pid, comm="pgbouncer")
         first.close()
         assert second.running and (second.root / "pgbouncer.ini").exists()
         with second.connect("shop") as conn:
@@ -197,7 +197,7 @@ def test_stop_all_stops_every_pooler_of_the_project(lab: ConnectionInfo, setting
     second = pooler.start_pooler(settings, lab, name="two")
     pids = [int((p.root / "pgbouncer.pid").read_text()) for p in (first, second)]
     assert pooler.stop_all_poolers(settings) == ["one", "two"]
-    assert not any(pooler._is_pgbouncer(pid) for pid in pids)
+    assert not any(processes.alive(pid, comm="pgbouncer") for pid in pids)
     assert not pooler.poolers_dir(settings).exists()
     first.close()
     second.close()

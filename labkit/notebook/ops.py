@@ -43,9 +43,18 @@ def extra_clusters_unavailable(settings: Settings | None = None) -> str | None:
 RESUME_CALL = "ops.resume_cells()"
 
 
-def _skip_every_later_cell(shell: Any) -> None:
+def _skip_every_later_cell(shell: Any = None) -> None:
     """Make each cell run after this one do nothing (the lesson cannot run here), up to a cell that
-    calls ``ops.resume_cells()`` (e.g. where the exercises begin: they need only the shop)."""
+    calls ``ops.resume_cells()`` (e.g. where the exercises begin: they need only the shop). Outside IPython, nothing."""
+    if shell is None:
+        try:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+        except ImportError:
+            return
+        if shell is None:
+            return
 
     def skip(lines: list[str]) -> list[str]:
         return lines if any(RESUME_CALL in line for line in lines) else SKIPPED_CELL
@@ -61,15 +70,7 @@ def require_extra_clusters(lesson: str, settings: Settings | None = None, shell:
     if reason is None:
         return True
     print(f"{lesson} is skipped here: it starts extra PostgreSQL clusters, and {reason[0].lower()}{reason[1:]}")
-    if shell is None:
-        try:
-            from IPython import get_ipython
-
-            shell = get_ipython()
-        except ImportError:
-            shell = None
-    if shell is not None:
-        _skip_every_later_cell(shell)
+    _skip_every_later_cell(shell)
     return False
 
 
@@ -123,15 +124,7 @@ def require_extensions(lesson: str, conn: Any, names: list[str], shell: Any = No
     if reason is None:
         return True
     print(f"{lesson} is skipped here: {reason}")
-    if shell is None:
-        try:
-            from IPython import get_ipython
-
-            shell = get_ipython()
-        except ImportError:
-            shell = None
-    if shell is not None:
-        _skip_every_later_cell(shell)
+    _skip_every_later_cell(shell)
     return False
 
 

@@ -26,6 +26,7 @@ import psycopg
 from psycopg import sql
 
 from labkit.errors import ConfigError, ServerStartError
+from labkit.servers import processes
 from labkit.servers.base import ConnectionInfo
 from labkit.servers.binaries import PgInstall
 from labkit.servers.identity import check_own_server
@@ -477,7 +478,7 @@ def stop_postmaster(pid: int) -> bool:
             os.kill(pid, sig)
         except ProcessLookupError:
             return True
-        if _wait_until(lambda: not _alive(pid), wait):
+        if _wait_until(lambda: not processes.alive(pid), wait):
             return True
     raise ServerStartError(f"The lab server (pid {pid}) did not stop.", f"End it with 'kill -9 {pid}' (as root if needed).")
 
@@ -522,19 +523,6 @@ def _wait_until(condition, timeout: float) -> bool:  # type: ignore[no-untyped-d
         time.sleep(0.05)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
-    except (OSError, IndexError):
-        return not Path("/proc").is_dir()
-
-
 def _proc_cwd(pid: int) -> str | None:
     try:
         return os.readlink(f"/proc/{pid}/cwd")
@@ -558,7 +546,7 @@ def server_processes(data: Path) -> list[int]:
     found = []
     for entry in proc.iterdir():
         if entry.name.isdigit() and _proc_cwd(int(entry.name)) == target and _is_server_program(int(entry.name)):
-            if _alive(int(entry.name)):
+            if processes.alive(int(entry.name)):
                 found.append(int(entry.name))
     return sorted(found)
 
@@ -581,7 +569,7 @@ def stray_postmasters(root: Path) -> list[int]:
             argv = Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"-D" in argv and _alive(int(entry.name)):  # the postmaster (backends rewrite their command line)
+        if b"-D" in argv and processes.alive(int(entry.name)):  # the postmaster (backends rewrite their command line)
             found.append(int(entry.name))
     return sorted(found)
 

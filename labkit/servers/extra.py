@@ -34,7 +34,7 @@ import psycopg
 from labkit import servers
 from labkit.config import Settings
 from labkit.errors import LabkitError, NotRunning, ServerStartError
-from labkit.servers import lifecycle
+from labkit.servers import lifecycle, processes
 from labkit.servers.base import ConnectionInfo
 from labkit.servers.binaries import REQUIRED_MAJOR, PgInstall
 from labkit.servers.clients import client_programs, connection_env
@@ -108,33 +108,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _process_start(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (tells a live owner from a reused PID), or None."""
-    with contextlib.suppress(OSError, IndexError):
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    return None
-
-
-def _process_alive(pid: int, start: str | None = None, comm: str | None = None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    proc = Path(f"/proc/{pid}")
-    if not proc.is_dir():
-        return sys.platform != "linux"
-    try:
-        if proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0] in {"Z", "X"}:
-            return False
-        if comm and proc.joinpath("comm").read_text().strip() != comm:
-            return False
-    except (OSError, IndexError):
-        return False
-    return start is None or _process_start(pid) == start
-
-
 def dir_size(path: Path) -> int:
     """Bytes used by the files under ``path``."""
     total = 0
@@ -179,7 +152,7 @@ def _write_meta(root: Path, meta: Mapping[str, Any]) -> None:
 
 def _owner_alive(meta: Mapping[str, Any]) -> bool:
     pid = meta.get("owner_pid")
-    return isinstance(pid, int) and _process_alive(pid, meta.get("owner_start"))
+    return isinstance(pid, int) and processes.alive(pid, meta.get("owner_start"))
 
 
 def _postmaster(root: Path) -> tuple[Cluster, int] | None:
@@ -219,11 +192,11 @@ def discard(root: Path, source: ConnectionInfo | None = None) -> bool:
     _kill_postmaster(root)
     _drop_slot(meta, source)
     receiver = meta.get("receiver_pid")
-    if isinstance(receiver, int) and _process_alive(receiver, meta.get("receiver_start"), comm="pg_receivewal"):
+    if isinstance(receiver, int) and processes.alive(receiver, meta.get("receiver_start"), comm="pg_receivewal"):
         with contextlib.suppress(ProcessLookupError):
             os.kill(receiver, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _process_alive(receiver, meta.get("receiver_start"), comm="pg_receivewal") and time.monotonic() < deadline:
+        while processes.alive(receiver, meta.get("receiver_start"), comm="pg_receivewal") and time.monotonic() < deadline:
             time.sleep(0.05)
         with contextlib.suppress(ProcessLookupError):
             os.kill(receiver, signal.SIGKILL)
@@ -333,7 +306,7 @@ def _claim_locked(name: str, settings: Settings, kind: str, run_as: RunAs) -> Pa
         discard(root, _forget(root) or _lab_or_none(settings))
     root.mkdir(parents=True)
     base.chmod(0o755)
-    meta = {"name": name, "kind": kind, "owner_pid": os.getpid(), "owner_start": _process_start(os.getpid()), "created": time.time()}
+    meta = {"name": name, "kind": kind, "owner_pid": os.getpid(), "owner_start": processes.start_time(os.getpid()), "created": time.time()}
     _write_meta(root, meta)
     run_as.own(root)
     root.chmod(0o700)
@@ -571,7 +544,8 @@ def wal_archive(
                 [str(tools.bin("pg_receivewal")), "-D", str(archive.path), "--synchronous", "--no-loop", "-d", conninfo],
                 stdout=log, stderr=subprocess.STDOUT, cwd="/", start_new_session=True, **{**run_as.popen_kwargs(), "env": env},
             )  # fmt: skip
-        _write_meta(root, {**_read_meta(root), "receiver_pid": archive.process.pid, "receiver_start": _process_start(archive.process.pid)})
+        receiver = {"receiver_pid": archive.process.pid, "receiver_start": processes.start_time(archive.process.pid)}
+        _write_meta(root, {**_read_meta(root), **receiver})
         with source.connect() as conn:
             lsn = conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()[0]  # type: ignore[index]
         archive.wait_for(lsn, timeout=START_TIMEOUT_S)

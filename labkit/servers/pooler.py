@@ -28,6 +28,7 @@ from psycopg.rows import dict_row
 
 from labkit.config import Settings
 from labkit.errors import LabkitError
+from labkit.servers import processes
 from labkit.servers.base import ConnectionInfo
 from labkit.servers.binaries import REQUIRED_MAJOR
 from labkit.servers.cluster import LISTEN
@@ -97,21 +98,6 @@ def _quote(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
 
 
-def _is_pgbouncer(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    comm = Path(f"/proc/{pid}/comm")
-    if comm.parent.is_dir():
-        with contextlib.suppress(OSError):
-            return comm.read_text().strip() == "pgbouncer"
-        return False
-    return True  # no /proc (macOS): trust the signal check
-
-
 def _owner_alive(meta: dict[str, Any]) -> bool:
     pid = meta.get("owner_pid")
     if not isinstance(pid, int):
@@ -134,18 +120,20 @@ def _pid_from_file(root: Path) -> int | None:
 def discard(root: Path) -> bool:
     """Stop the PgBouncer of ``root`` (found via its pid file) and delete the folder. True if one ran."""
     pid = _pid_from_file(root)
-    ran = pid is not None and _is_pgbouncer(pid)
+    ran = pid is not None and processes.alive(pid, comm="pgbouncer")
     if ran and pid is not None:
         for sig in (signal.SIGINT, signal.SIGKILL):  # SIGINT: PgBouncer's immediate shutdown
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
             deadline = time.monotonic() + STOP_TIMEOUT_S
-            while _is_pgbouncer(pid) and time.monotonic() < deadline:
+            while processes.alive(pid, comm="pgbouncer") and time.monotonic() < deadline:
                 with contextlib.suppress(ChildProcessError, OSError):
                     os.waitpid(pid, os.WNOHANG)
                 time.sleep(0.05)
-            if not _is_pgbouncer(pid):
+            if not processes.alive(pid, comm="pgbouncer"):
                 break
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)  # ours and exited (a zombie counts as gone): reap it
     shutil.rmtree(root, ignore_errors=True)
     with contextlib.suppress(OSError):
         root.parent.rmdir()  # the last one leaves no empty folder behind
