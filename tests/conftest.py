@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -39,13 +40,35 @@ def shop(server: ConnectionInfo, settings: Settings) -> ConnectionInfo:
     return server
 
 
+def _test_db_name(request: pytest.FixtureRequest) -> str:
+    return "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+
+
+@contextlib.contextmanager
+def _throwaway_db(server: ConnectionInfo, name: str, options: str = "") -> Iterator[str]:
+    with server.connect() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}" {options}')
+    try:
+        yield name
+    finally:
+        with server.connect() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def scratch_db(server: ConnectionInfo, request: pytest.FixtureRequest) -> Iterator[str]:
     """An empty database for one test, dropped afterwards."""
-    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
-    with server.connect() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield name
-    with server.connect() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _throwaway_db(server, _test_db_name(request)) as name:
+        yield name
+
+
+@pytest.fixture
+def shop_tables_db(server: ConnectionInfo, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database with the shop's tables as the load finds them (no keys or indexes from the finish stage), dropped afterwards."""
+    from labkit.shop import schema
+
+    with _throwaway_db(server, _test_db_name(request), "TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'") as name:
+        with server.connect(name) as conn:
+            schema.apply_schema(conn)
+        yield name

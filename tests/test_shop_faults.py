@@ -176,25 +176,12 @@ def slow_thread_start(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(threading.Thread, "start", start)
 
 
-@pytest.fixture
-def tables_db(server: ConnectionInfo) -> Iterator[str]:
-    name = "t_shop_faults_threads"
-    with server.connect() as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'")
-    with server.connect(name) as conn:
-        schema.apply_schema(conn)
-    yield name
-    with server.connect() as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def test_parallel_vacuum_and_copy_survive_slow_thread_starts(server: ConnectionInfo, tables_db: str, slow_thread_start: None) -> None:
+def test_parallel_vacuum_and_copy_survive_slow_thread_starts(server: ConnectionInfo, shop_tables_db: str, slow_thread_start: None) -> None:
     tables = generate.generate(scale=SMALL)
-    result = bulkload.load_tables(server, tables_db, iter(tables))
+    result = bulkload.load_tables(server, shop_tables_db, iter(tables))
     assert result.checksum == generate.checksum(tables)
-    bulkload.vacuum_analyze(server, tables_db)
-    with server.connect(tables_db) as conn:
+    bulkload.vacuum_analyze(server, shop_tables_db)
+    with server.connect(shop_tables_db) as conn:
         assert conn.execute("SELECT count(*) FROM pg_stat_user_tables WHERE last_vacuum IS NULL AND n_live_tup > 0").fetchone() == (0,)
 
 
