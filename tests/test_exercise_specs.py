@@ -32,13 +32,6 @@ def test_fingerprints_are_current(shop: ConnectionInfo) -> None:
         assert refresh.stale(conn) == []
 
 
-def test_every_notebook_has_at_least_four_exercises() -> None:
-    per_notebook: dict[str, int] = {}
-    for solution in SOLUTIONS:
-        per_notebook[solution.notebook] = per_notebook.get(solution.notebook, 0) + 1
-    assert per_notebook and all(count >= 4 for count in per_notebook.values()), per_notebook
-
-
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=[s.exercise for s in SOLUTIONS])
 def test_reference_passes_and_wrong_answers_fail(solution: refresh.Solution, shop: ConnectionInfo) -> None:
     spec = checker.spec(solution.exercise)

@@ -42,7 +42,9 @@ POLICY_KEYS = (
     "runs",
     "statements",
     "functions",
+    "task",
 )
+TASKS = ("recall", "transfer", "debug")  # what an exercise asks: repeat the lesson, use it on a new question, fix something broken
 TITLE = re.compile(r"^#+\s*Exercise\s+(\d\d\.\d+)\s*[—–:-]+\s*(.+)$", re.MULTILINE)
 NOTEBOOKS = NOTEBOOKS_DIR
 
@@ -82,6 +84,9 @@ def solutions(notebook: Path) -> list[Solution]:
                                 f"{notebook.name}, exercise {key}: unknown policy key(s) {', '.join(unknown)} in the cell's "
                                 f"metadata.labkit; known: {', '.join(POLICY_KEYS)}"
                             )
+                        if policy.get("task", "recall") not in TASKS:
+                            known = ", ".join(TASKS)
+                            raise ValueError(f"{notebook.name}, exercise {key}: task must be one of {known}, not {policy['task']!r}")
                         if key in titles:
                             policy.setdefault("title", titles[key])
                         found.append(Solution(key, node.value.value, notebook.stem, policy))
