@@ -90,8 +90,11 @@ c.Spawner.cmd = [{singleuser!r}]
 c.Spawner.args = ["--ServerApp.allow_root=True"]
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
-c.Spawner.pre_spawn_hook = hub.make_pre_spawn_hook(url={url!r}, credentials={credentials!r}, prefix="{prefix}")
-c.JupyterHub.services = [{{"name": "tester", "api_token": "{token}"}}]
+from labkit.classroom import reset_service
+settings = hub.HubSettings(url={url!r}, credentials={credentials!r}, prefix="{prefix}")
+reset = reset_service.service(settings, port={reset_port})
+c.Spawner.pre_spawn_hook = hub.make_pre_spawn_hook(settings, reset_url=reset["url"])
+c.JupyterHub.services = [{{"name": "tester", "api_token": "{token}"}}, reset]
 c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
                              "scopes": ["admin:users", "admin:servers", "access:servers", "read:users"]}}]
 """
@@ -99,11 +102,12 @@ c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
 
 @contextlib.contextmanager
 def running_hub(folder: Path, instructor: ConnectionInfo, credentials: Path) -> Iterator[str]:
-    port, hub_port, proxy_api_port = free_port(), free_port(), free_port()
+    port, hub_port, proxy_api_port, reset_port = free_port(), free_port(), free_port(), free_port()
     config = folder / "jupyterhub_config.py"
     config.write_text(CONFIG.format(
         port=port, hub_port=hub_port, proxy_api_port=proxy_api_port, proxy=proxy_command(), folder=folder,
-        singleuser=str(BIN / "jupyterhub-singleuser"), url=instructor.url(), credentials=str(credentials), prefix=PREFIX, token=TOKEN,
+        singleuser=str(BIN / "jupyterhub-singleuser"), url=instructor.url(), reset_port=reset_port,
+        credentials=str(credentials), prefix=PREFIX, token=TOKEN,
     ))  # fmt: skip
     env = clean_env(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     log = (folder / "hub.log").open("w")
@@ -252,3 +256,45 @@ def test_each_hub_user_gets_their_own_database(instructor: ConnectionInfo, tmp_p
         again = json.loads(run_cell(base, "ada", CELL.format(others=[])).strip().splitlines()[-1])
         assert again["db"] == "thub_s_001" and credentials.read_text() == before
         print(f"respawn of a provisioned user: {respawn:.1f} s")
+
+
+RESET_CELL = """
+import json, os, urllib.request, urllib.error, labkit
+from labkit.errors import LabkitError
+lab = labkit.lab()
+with lab.connect() as conn:
+    conn.execute("DELETE FROM logs")
+emptied = int(lab.df("SELECT count(*) AS n FROM logs").n[0])
+done = lab.reset()
+restored = int(lab.df("SELECT count(*) AS n FROM logs").n[0])
+try:
+    lab.reset()
+    again = "reset twice"
+except LabkitError as exc:
+    again = str(exc)
+def status(headers):
+    request = urllib.request.Request(os.environ["LABKIT_RESET_URL"], data=b"", method="POST", headers=headers)
+    try:
+        return urllib.request.urlopen(request, timeout=30).status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+print(json.dumps({"emptied": emptied, "restored": restored, "said": repr(done), "again": again,
+                  "no_token": status({}), "forged": status({"Authorization": "token not-a-hub-token"})}))
+"""
+
+
+def test_a_student_resets_their_own_class_database_through_the_hubs_service(instructor: ConnectionInfo, tmp_path: Path) -> None:
+    credentials = tmp_path / "secrets" / "class.csv"
+    with running_hub(tmp_path, instructor, credentials) as base:
+        for user in ("ada", "alan"):
+            spawn(base, user, tmp_path)
+        with instructor.connect("thub_alan") as alan:
+            alans_logs = alan.execute("SELECT count(*) FROM logs").fetchone()[0]
+            alan.execute("DELETE FROM logs WHERE id IN (SELECT id FROM logs ORDER BY id LIMIT 1)")
+        result = json.loads(run_cell(base, "ada", RESET_CELL).strip().splitlines()[-1])
+        assert result["emptied"] == 0 and result["restored"] > 0, result
+        assert result["said"].startswith("The shop database is pristine again"), result
+        assert "reset a moment ago" in result["again"] and "labkit class reset" in result["again"], result
+        assert (result["no_token"], result["forged"]) == (403, 403), result
+        with instructor.connect("thub_alan") as alan:  # ada's reset left alan's work alone
+            assert alan.execute("SELECT count(*) FROM logs").fetchone()[0] == alans_logs - 1

@@ -99,10 +99,16 @@ def home_of(spawner: Any) -> str:
     return "~"  # expanded by labkit in the user's own server (KubeSpawner, SystemdSpawner, …)
 
 
-def environment(settings: HubSettings, credential: Credential, spawner: Any) -> dict[str, str]:
-    """What the single-user server gets: its database URL (both names labkit reads) and its workspace."""
+RESET_URL_ENV = "LABKIT_RESET_URL"
+"""The environment variable naming the reset service (labkit.classroom.reset_service) a student's ``shop.reset()`` asks."""
+
+
+def environment(settings: HubSettings, credential: Credential, spawner: Any, reset_url: str | None = None) -> dict[str, str]:
+    """What the single-user server gets: its database URL (both names labkit reads), its workspace, the reset service."""
     home = home_of(spawner)
+    extra = {RESET_URL_ENV: reset_url} if reset_url else {}
     return {
+        **extra,
         "DATABASE_URL": credential.database_url,
         "LABKIT_DATABASE_URL": credential.database_url,
         "LABKIT_SERVER": "url",
@@ -111,15 +117,21 @@ def environment(settings: HubSettings, credential: Credential, spawner: Any) -> 
     }
 
 
-def make_pre_spawn_hook(settings: HubSettings | None = None, **options: Any) -> Callable[[Any], Awaitable[None]]:
-    """A ``pre_spawn_hook`` for ``settings`` (or ``HubSettings(**options)``, or the hub's environment)."""
+def make_pre_spawn_hook(
+    settings: HubSettings | None = None, *, reset_url: str | None = None, **options: Any
+) -> Callable[[Any], Awaitable[None]]:
+    """A ``pre_spawn_hook`` for ``settings`` (or ``HubSettings(**options)``, or the hub's environment).
+
+    ``reset_url``: the reset service's address (``reset_service.service(...)["url"]``), so that a
+    student's ``shop.reset()`` works (default: ``LABKIT_CLASS_RESET_URL`` in the hub's environment)."""
     chosen = settings or (HubSettings(**options) if options else None)
+    reset = reset_url or os.environ.get("LABKIT_CLASS_RESET_URL") or None
 
     async def hook(spawner: Any) -> None:
         current = chosen or HubSettings.from_env()
         username = spawner.user.name
         credential = await asyncio.to_thread(ensure_student, current, username)  # the hub keeps serving meanwhile
-        spawner.environment = {**spawner.environment, **environment(current, credential, spawner)}
+        spawner.environment = {**spawner.environment, **environment(current, credential, spawner, reset)}
         spawner.log.info("labkit: %s uses database %s", username, credential.database)
 
     return hook

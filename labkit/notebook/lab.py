@@ -134,13 +134,17 @@ class Lab:
         """Restore the shop database from its pristine template; notebooks are never touched.
 
         Every open connection to the shop (``%sql`` in any notebook) reconnects by itself at its next statement."""
+        from labkit.notebook import class_reset
         from labkit.shop import database
 
         if self.dbname != SHOP_DB:
-            raise LabkitError(
-                f"The database {self.dbname!r} is not labkit's own shop, so it cannot be reset from the notebook.",
-                "On a class server, ask your instructor: labkit class reset <your id>.",
-            )
+            if not class_reset.available():
+                raise LabkitError(
+                    f"The database {self.dbname!r} is not labkit's own shop, so it cannot be reset from the notebook.",
+                    class_reset.ASK_INSTRUCTOR,
+                )
+            self.engine.dispose()  # the service ends this kernel's sessions; the next statement reconnects
+            return ResetDone(class_reset.request_reset())
         self.engine.dispose()
         return ResetDone(database.reset(self.info))
 
