@@ -337,3 +337,21 @@ def test_temp_file_limit_applies_once_a_superuser_grants_it(instructor: Connecti
         conn.execute("SET work_mem = '64kB'")
         with pytest.raises(psycopg.errors.ConfigurationLimitExceeded, match="temp_file_limit"):
             conn.execute("SELECT count(*) FROM (SELECT g, md5(g::text) FROM generate_series(1, 400000) g ORDER BY 2) s")
+
+
+def test_a_students_reset_without_a_reachable_service_is_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+    from labkit.classroom import hub
+    from labkit.errors import LabkitError
+    from labkit.notebook import class_reset
+    from tests.helpers_servers import free_port
+
+    assert class_reset.RESET_URL_ENV == hub.RESET_URL_ENV  # the hook sets the name the notebook reads
+    monkeypatch.delenv(class_reset.RESET_URL_ENV, raising=False)
+    with pytest.raises(LabkitError, match="no reset service") as no_service:
+        class_reset.request_reset()
+    assert "labkit class reset" in str(no_service.value)
+    monkeypatch.setenv(class_reset.RESET_URL_ENV, f"http://127.0.0.1:{free_port()}/")
+    monkeypatch.setenv(class_reset.TOKEN_ENV, "some-token")
+    with pytest.raises(LabkitError, match="did not answer") as closed:
+        class_reset.request_reset(timeout=5)
+    assert "labkit class reset" in str(closed.value)
