@@ -39,8 +39,11 @@ MIN_INTERVAL = 10.0  # seconds between two resets of one student's database
 log = logging.getLogger("labkit.reset_service")
 
 
-def service(settings: HubSettings, *, port: int, host: str = "127.0.0.1") -> dict[str, Any]:
-    """The entry for ``c.JupyterHub.services``: the hub starts, proxies and stops it."""
+def service(settings: HubSettings, *, port: int, host: str = "127.0.0.1", bind: str | None = None) -> dict[str, Any]:
+    """The entry for ``c.JupyterHub.services``: the hub starts, proxies and stops it.
+
+    ``host``: the name the proxy and the students' servers reach it by; ``bind``: the address it listens
+    on, when that differs (``0.0.0.0`` in a Kubernetes hub pod reached as ``hub``)."""
     environment = {
         "LABKIT_CLASS_URL": settings.url,
         "LABKIT_CLASS_CREDENTIALS": str(settings.credentials),
@@ -48,6 +51,8 @@ def service(settings: HubSettings, *, port: int, host: str = "127.0.0.1") -> dic
     }
     if settings.student_host:
         environment["LABKIT_CLASS_STUDENT_HOST"] = settings.student_host
+    if bind:
+        environment["LABKIT_RESET_BIND"] = bind
     return {
         "name": SERVICE_NAME,
         "url": f"http://{host}:{port}",
@@ -116,7 +121,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname).1s %(asctime)s labkit-reset] %(message)s")
     settings = HubSettings.from_env()
     address = urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
-    make_app(settings).listen(address.port or 80, address.hostname or "127.0.0.1")
+    make_app(settings).listen(address.port or 80, os.environ.get("LABKIT_RESET_BIND") or address.hostname or "127.0.0.1")
     ioloop.IOLoop.current().start()
 
 
