@@ -14,6 +14,19 @@ from labkit.servers.base import ConnectionInfo
 from labkit.servers.url import parse_url
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """pgvector in labkit's portable build before any notebook runs, so notebook 16's run shows no download
+    (the stored output has none: it was fetched once, before)."""
+    from labkit.errors import LabkitError
+    from labkit.servers import extra, pgvector
+
+    settings = Settings.load()
+    with contextlib.suppress(LabkitError):
+        install = extra.lab_install(settings)
+        if settings.cache_dir.resolve() in install.bindir.resolve().parents:
+            pgvector.ensure(install, settings)
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     """The project's own settings (the same lab server a learner gets)."""

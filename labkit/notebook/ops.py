@@ -128,6 +128,24 @@ def require_extensions(lesson: str, conn: Any, names: list[str], shell: Any = No
     return False
 
 
+def require_pgvector(settings: Settings | None = None, shell: Any = None) -> bool:
+    """True if ``CREATE EXTENSION vector`` works on the lab server (labkit adds pgvector to its portable build,
+    once); else print one sentence saying why not and skip the cells up to the next ``ops.resume_cells()``."""
+    from labkit.servers import pgvector
+
+    settings = settings or Settings.load()
+    try:
+        install = extra.lab_install(settings)
+        pgvector.ensure(install, settings)
+        if not pgvector.library_loads(install):
+            raise pgvector.PgvectorUnavailable(f"pgvector's library in {install.bindir.parent} does not load on this machine.")
+    except LabkitError as exc:
+        print(f"The pgvector part is skipped here: {exc.message[0].lower()}{exc.message[1:]} {exc.hint or ''}".strip())
+        _skip_every_later_cell(shell)
+        return False
+    return True
+
+
 class LessonSkipped(Exception):
     """This lesson cannot run here: Jupyter shows the one sentence (unless it was printed already), no traceback,
     and Run All stops at this cell."""
