@@ -81,3 +81,31 @@ def test_navigation_is_consistent() -> None:
             assert f"Previous: [{previous[:2]} · " in footer and f"({previous})" in footer, f"{path.name}: no link to {previous}"
         if position < len(NOTEBOOKS) - 1:
             assert f"({NOTEBOOKS[position + 1].name})" in footer, f"{path.name}: no link to the next notebook"
+
+
+OPERATIONS = [p for p in NOTEBOOKS if p.name[:2] in ("13", "14", "15", "16")]
+SKIPS = {"13": "This lesson needs PostgreSQL programs on this machine and skips here", "14": "Lesson 14 is skipped here"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", OPERATIONS, ids=[p.stem for p in OPERATIONS])
+def test_operations_lessons_on_a_server_reached_by_url(path: Path, shop: ConnectionInfo, monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:  # fmt: skip
+    """As on a hub or a managed server (the url provider): lessons that need PostgreSQL programs or extra
+    clusters next to the server say so in one sentence and run no later cell; the others run. No cell fails."""
+    monkeypatch.setenv("LABKIT_SERVER", "url")
+    monkeypatch.setenv("LABKIT_DATABASE_URL", shop.url("shop"))
+    monkeypatch.setenv("LABKIT_DATA_DIR", str(tmp_path))
+    nb = execute(path)
+    problems = [f"cell {i}: {e[0][:300]}" for i, c in enumerate(nb.cells) if c.cell_type == "code"
+                if (e := _errors(c)) and "raises-exception" not in c.metadata.get("tags", [])]  # fmt: skip
+    assert not problems, f"{path.name} by url:\n" + "\n".join(problems)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    if skip := SKIPS.get(path.name[:2]):
+        assert printed.count(skip) == 1, printed[:2000]
+        at = next(i for i, c in enumerate(nb.cells) if skip in str(c.get("outputs", "")))
+        resumed = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "ops.resume_cells()" in c.source), len(nb.cells))
+        ran = [i for i, c in enumerate(nb.cells[at + 1 : resumed], at + 1) if c.cell_type == "code" and c.get("outputs")]
+        assert not ran, f"cells after the skip (before any resume_cells) printed something: {ran}"
+    else:
+        assert "skipped here" not in printed and "skips here" not in printed

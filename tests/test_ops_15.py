@@ -29,12 +29,22 @@ def lab(shop: ConnectionInfo) -> Lab:
     return Lab(shop)
 
 
-def test_a_missing_pgbouncer_is_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_pgbouncer_is_one_sentence_and_the_rest_is_skipped(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    before = list(shell.input_transformers_post)
     monkeypatch.setenv("LABKIT_PGBOUNCER", "/nonexistent/pgbouncer")
-    with pytest.raises(ops.LessonSkipped) as info:
-        ops.require_pgbouncer()
-    shown = info.value._render_traceback_()
-    assert len(shown) == 1 and "apt-get install pgbouncer" in shown[0] and "brew install pgbouncer" in shown[0]
+    try:
+        assert ops.require_pgbouncer(shell=shell) is False
+        shown = capsys.readouterr().out
+        assert shown.count("\n") == 1 and "apt-get install pgbouncer" in shown and "brew install pgbouncer" in shown
+        shell.user_ns.pop("pooled_here", None)
+        assert shell.run_cell("pooled_here = 1\n1 / 0").success and "pooled_here" not in shell.user_ns, "a later cell ran"
+    finally:
+        shell.input_transformers_post[:] = before
 
 
 @needs_pgbouncer

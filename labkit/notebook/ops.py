@@ -63,14 +63,20 @@ def _skip_every_later_cell(shell: Any = None) -> None:
         shell.input_transformers_post.append(skip)
 
 
+def skip_rest(sentence: str, shell: Any = None) -> None:
+    """The one way a lesson ends where it cannot run: print ``sentence`` and make each later cell do nothing,
+    whether the learner runs all cells or one at a time, up to a cell that calls ``ops.resume_cells()``."""
+    print(sentence)
+    _skip_every_later_cell(shell)
+
+
 def require_extra_clusters(lesson: str, settings: Settings | None = None, shell: Any = None) -> bool:
     """True if ``lesson`` can start extra clusters here; else print one sentence saying why not and skip the
     notebook's remaining cells (in IPython), so the lesson ends quietly instead of failing."""
     reason = extra_clusters_unavailable(settings)
     if reason is None:
         return True
-    print(f"{lesson} is skipped here: it starts extra PostgreSQL clusters, and {reason[0].lower()}{reason[1:]}")
-    _skip_every_later_cell(shell)
+    skip_rest(f"{lesson} is skipped here: it starts extra PostgreSQL clusters, and {reason[0].lower()}{reason[1:]}", shell)
     return False
 
 
@@ -123,60 +129,55 @@ def require_extensions(lesson: str, conn: Any, names: list[str], shell: Any = No
     reason = extensions_unavailable(conn, names)
     if reason is None:
         return True
-    print(f"{lesson} is skipped here: {reason}")
-    _skip_every_later_cell(shell)
+    skip_rest(f"{lesson} is skipped here: {reason}", shell)
     return False
 
 
-def require_pgvector(settings: Settings | None = None, shell: Any = None) -> bool:
-    """True if ``CREATE EXTENSION vector`` works on the lab server (labkit adds pgvector to its portable build,
-    once); else print one sentence saying why not and skip the cells up to the next ``ops.resume_cells()``."""
+def require_pgvector(conn: Any, settings: Settings | None = None, shell: Any = None) -> bool:
+    """True if ``CREATE EXTENSION vector`` works on the lab server: the server has pgvector, or labkit adds it to
+    its portable build (once); else one sentence and the cells up to the next ``ops.resume_cells()`` are skipped."""
     from labkit.servers import pgvector
 
+    if conn.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'").fetchone()[0]:
+        return True
     settings = settings or Settings.load()
     try:
         install = extra.lab_install(settings)
+    except LabkitError:
+        skip_rest("The pgvector part is skipped here: the lab server does not have pgvector, and labkit adds it only to the "
+                  "PostgreSQL it runs itself (labkit up --server portable); on this server, install pgvector "
+                  "(Debian/Ubuntu: postgresql-16-pgvector; Docker: the pgvector/pgvector:pg16 image).", shell)  # fmt: skip
+        return False
+    try:
         pgvector.ensure(install, settings)
         if not pgvector.library_loads(install):
             raise pgvector.PgvectorUnavailable(f"pgvector's library in {install.bindir.parent} does not load on this machine.")
     except LabkitError as exc:
-        print(f"The pgvector part is skipped here: {exc.message[0].lower()}{exc.message[1:]} {exc.hint or ''}".strip())
-        _skip_every_later_cell(shell)
+        skip_rest(f"The pgvector part is skipped here: {exc.message[0].lower()}{exc.message[1:]} {exc.hint or ''}".strip(), shell)
         return False
     return True
-
-
-class LessonSkipped(Exception):
-    """This lesson cannot run here: Jupyter shows the one sentence (unless it was printed already), no traceback,
-    and Run All stops at this cell."""
-
-    def __init__(self, sentence: str, *, shown: bool = False) -> None:
-        super().__init__(sentence)
-        self.sentence = sentence
-        self.shown = shown
-
-    def _render_traceback_(self) -> list[str]:
-        return [] if self.shown else [self.sentence]
 
 
 # -- 15 · connection pooling ---------------------------------------------------------------
 POOL_COLUMNS = ["database", "pool_mode", "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_used"]
 
 
-def require_pgbouncer() -> str:
-    """The PgBouncer version the pooling lesson uses; where none is installed, one sentence and a stop."""
+def require_pgbouncer(shell: Any = None) -> bool:
+    """Print the PgBouncer version the pooling lesson uses; where none is installed, one sentence and the rest is skipped."""
     program = pooler_mod.find_pgbouncer()
     if program is None:
-        raise LessonSkipped(
+        skip_rest(
             "This lesson needs PgBouncer, which is not installed here: sudo apt-get install pgbouncer (Debian/Ubuntu), "
-            "brew install pgbouncer (macOS) or conda install -c conda-forge pgbouncer, then restart the kernel."
+            "brew install pgbouncer (macOS) or conda install -c conda-forge pgbouncer, then restart the kernel.",
+            shell,
         )
-    return f"PgBouncer {pooler_mod.pgbouncer_version(program) or '(unknown version)'}"
+        return False
+    print(f"PgBouncer {pooler_mod.pgbouncer_version(program) or '(unknown version)'}")
+    return True
 
 
 def start_pooler(shop: Any, *, pool_mode: str = "session", pool_size: int = 2, name: str = "lesson15") -> Pooler:
     """A PgBouncer in front of the lab server (``shop.info``), stopped by ``close()``/``with`` or at exit."""
-    require_pgbouncer()
     return pooler_mod.start_pooler(Settings.load(), shop.info, name=name, pool_mode=pool_mode, pool_size=pool_size)
 
 
@@ -313,14 +314,15 @@ def support(settings: Settings | None = None) -> str | None:
     return None
 
 
-def require_backup_tools(settings: Settings | None = None) -> None:
-    """Say in one sentence that this lesson cannot run here, and stop the notebook quietly; else remove leftovers."""
+def require_backup_tools(settings: Settings | None = None, shell: Any = None) -> bool:
+    """Remove leftovers of an interrupted run and return True; where the lesson cannot run, one sentence and the rest is skipped."""
     settings = settings or Settings.load()
     reason = support(settings)
     if reason is not None:
-        print(f"This lesson needs PostgreSQL programs on this machine and skips here: {reason}")
-        raise LessonSkipped(reason, shown=True)
+        skip_rest(f"This lesson needs PostgreSQL programs on this machine and skips here: {reason}", shell)
+        return False
     extra.cleanup_leftovers(settings)
+    return True
 
 
 @dataclass
