@@ -72,3 +72,27 @@ def test_a_foreign_server_the_lab_server_cannot_reach_is_reported_and_nothing_is
         assert reason is not None and "cannot connect to the server itself" in reason
         assert conn.execute("SELECT count(*) FROM pg_foreign_server").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'postgres_fdw'").fetchone() == (0,)
+
+
+def test_foreign_server_exercises_are_graded_in_a_sandbox_that_connects_nowhere(shop: ConnectionInfo, tmp_path: Path) -> None:
+    """16.6 needs USAGE on postgres_fdw, which a grading sandbox's role lacks: it gets an inert wrapper of that name.
+    The reference answer earns its point; an answer that reads through a foreign server reaches nothing."""
+    import nbformat
+
+    from labkit.exercises import refresh
+    from labkit.grading import grader, submission
+
+    reference = next(s.sql for s in refresh.all_solutions() if s.exercise == "16.6")
+    reach = (f"CREATE SERVER probe FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '{shop.host}', port '{shop.port}', dbname 'shop');"
+             "CREATE USER MAPPING FOR CURRENT_USER SERVER probe OPTIONS (user 'postgres', password 'guess');"
+             "CREATE FOREIGN TABLE pg_temp.users (username text) SERVER probe;"
+             "SELECT count(*) FROM pg_temp.users")  # fmt: skip
+    for student, answer in (("honest", reference), ("prober", reach)):
+        cell = nbformat.v4.new_code_cell(f'answer_16_6 = """{answer}"""')
+        (tmp_path / student).mkdir()
+        nbformat.write(nbformat.v4.new_notebook(cells=[cell]), tmp_path / student / "16-extensions-fdw.ipynb")
+    options = grader.Options(statement_timeout=10.0, time_limit=60.0, workers=1)
+    results = {r.student: r for r in grader.grade_all(shop, submission.collect(tmp_path), ["16.6"], options, progress=False)}
+    assert results["honest"].total == 1, results["honest"].grades["16.6"].feedback
+    assert results["prober"].total == 0
+    assert "has no handler" in " ".join(results["prober"].grades["16.6"].feedback)

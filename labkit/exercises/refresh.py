@@ -43,6 +43,7 @@ POLICY_KEYS = (
     "statements",
     "functions",
     "task",
+    "creates_foreign_servers",
 )
 TASKS = ("recall", "transfer", "debug")  # what an exercise asks: repeat the lesson, use it on a new question, fix something broken
 TITLE = re.compile(r"^#+\s*Exercise\s+(\d\d\.\d+)\s*[—–:-]+\s*(.+)$", re.MULTILINE)

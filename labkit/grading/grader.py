@@ -176,11 +176,14 @@ def grade_submission(admin: ConnectionInfo, submission: Submission, exercises: l
     try:
         wanted = [e for e in exercises if submission.answers.get(e) is not None]
         functions = {f for e in wanted for f in checker.spec(e).get("functions", [])}
+        foreign_servers = any(checker.spec(e).get("creates_foreign_servers") for e in wanted)
         if wanted:
             for key, template in templates.items():
                 boxes[key] = sandbox.create(admin, template, statement_timeout=f"{int(options.statement_timeout * 1000)}ms")
                 if functions:
                     sandbox.grant_functions(admin, boxes[key], functions)
+                if foreign_servers:
+                    sandbox.allow_foreign_servers(admin, boxes[key])
                 if monitor is not None:
                     monitor.register(boxes[key].role, boxes[key].size)
         for exercise in exercises:

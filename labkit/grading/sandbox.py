@@ -121,6 +121,19 @@ def grant_functions(admin_info: ConnectionInfo, box: Sandbox, signatures: set[st
             conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION pg_catalog.{} TO {}").format(sql.SQL(signature), sql.Identifier(box.role)))
 
 
+INERT_FDW_SQL = SQL_DIR / "grading" / "inert_fdw.sql"
+
+
+def allow_foreign_servers(admin_info: ConnectionInfo, box: Sandbox) -> None:
+    """For exercises that create foreign servers (``creates_foreign_servers``): in the sandbox's database,
+    ``postgres_fdw`` becomes an inert wrapper of that name — PostgreSQL's libpq option validator and no
+    handler, so servers and user mappings are made and checked as usual, and no foreign table can be
+    read: nothing connects anywhere from the grading server. The role gets USAGE on it."""
+    with admin_info.connect(box.dbname) as conn:
+        conn.execute(INERT_FDW_SQL.read_text())  # type: ignore[arg-type]
+        conn.execute(sql.SQL("GRANT USAGE ON FOREIGN DATA WRAPPER postgres_fdw TO {}").format(sql.Identifier(box.role)))
+
+
 def drop(admin_info: ConnectionInfo, name: str, *, attempts: int = 5) -> None:
     """Remove a sandbox's database (ending its sessions) and its role; tried again while the server is short of locks."""
     for attempt in range(attempts):
