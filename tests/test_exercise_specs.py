@@ -71,15 +71,21 @@ def test_a_check_constraint_exercise_tests_what_the_condition_means(shop: Connec
         assert checker.evaluate(conn, "01.4", answer, count_attempt=False).passed is passes
 
 
-def test_an_optimistic_update_must_not_apply_twice(shop: ConnectionInfo) -> None:
+def test_a_sale_must_neither_lose_an_update_nor_oversell(shop: ConnectionInfo) -> None:
     first = "product_id = (SELECT product_id FROM inventory ORDER BY product_id LIMIT 1)"
-    update = "UPDATE inventory SET quantity = quantity - 1, version = version + 1 WHERE "
     with shop.connect("shop") as conn:
-        assert checker.evaluate(conn, "06.3", update + first + " AND version = 16 AND quantity >= 1", count_attempt=False).passed
-        # without the version condition the second run (a second session with the same stale read) sells again
-        assert not checker.evaluate(conn, "06.3", update + first + " AND quantity >= 1", count_attempt=False).passed
-        # without the product condition every row at version 16 is sold from
-        assert not checker.evaluate(conn, "06.3", update + "version = 16 AND quantity >= 1", count_attempt=False).passed
+        def passes(answer: str) -> bool:
+            return checker.evaluate(conn, "06.1", answer, count_attempt=False).passed
+
+        assert passes(f"UPDATE inventory SET quantity = quantity - 123 WHERE {first} AND quantity >= 123")
+        # the value read once, written back by every checkout: the second and third sales are lost
+        assert not passes(f"UPDATE inventory SET quantity = 123 WHERE {first} AND quantity >= 123")
+        # without the stock test the third checkout sells stock that is not there
+        assert not passes(f"UPDATE inventory SET quantity = quantity - 123 WHERE {first}")
+        # '>' keeps the last 123 units unsold
+        assert not passes(f"UPDATE inventory SET quantity = quantity - 123 WHERE {first} AND quantity > 123")
+        # without the product condition every row with enough stock is sold from
+        assert not passes("UPDATE inventory SET quantity = quantity - 123 WHERE quantity >= 123")
 
 
 def test_an_unknown_policy_key_is_an_error_not_ignored(tmp_path: Path) -> None:
