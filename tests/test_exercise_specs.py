@@ -74,6 +74,7 @@ def test_a_check_constraint_exercise_tests_what_the_condition_means(shop: Connec
 def test_a_sale_must_neither_lose_an_update_nor_oversell(shop: ConnectionInfo) -> None:
     first = "product_id = (SELECT product_id FROM inventory ORDER BY product_id LIMIT 1)"
     with shop.connect("shop") as conn:
+
         def passes(answer: str) -> bool:
             return checker.evaluate(conn, "06.1", answer, count_attempt=False).passed
 

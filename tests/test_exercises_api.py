@@ -94,8 +94,9 @@ def test_locking_and_upsert_clauses_are_found_on_the_parse_tree() -> None:
     merge = ("MERGE INTO categories c USING (VALUES (48, 'gifts')) AS n(id, slug) ON c.slug = n.slug "
              "WHEN NOT MATCHED THEN INSERT VALUES (n.id, NULL, 'Gifts', n.slug)")  # fmt: skip
     assert structure.problems(upsert, ["on_conflict"]) == []
-    assert structure.problems(merge, ["on_conflict"]) == ["the exercise asks you to let the INSERT itself settle a conflict on a unique key "
-                                                          "(INSERT … ON CONFLICT)"]  # fmt: skip
+    assert structure.problems(merge, ["on_conflict"]) == [
+        "the exercise asks you to let the INSERT itself settle a conflict on a unique key (INSERT … ON CONFLICT)"
+    ]
 
 
 def test_hint_after_repeated_failures(exercises) -> None:  # type: ignore[no-untyped-def]
