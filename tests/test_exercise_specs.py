@@ -89,6 +89,35 @@ def test_a_sale_must_neither_lose_an_update_nor_oversell(shop: ConnectionInfo) -
         assert not passes("UPDATE inventory SET quantity = quantity - 123 WHERE quantity >= 123")
 
 
+MOVE_STOCK = "CREATE FUNCTION move_stock(from_product uuid, to_product uuid, units int) RETURNS void LANGUAGE sql AS $$ {} $$"
+RETRY = (
+    "CREATE FUNCTION run_with_retry(body text, max_attempts int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN "
+    "FOR attempt IN 1..max_attempts LOOP BEGIN EXECUTE body; RETURN attempt; EXCEPTION WHEN {} THEN {} END; END LOOP; END $$"
+)
+CATEGORIES = "(12, 1, 'Mobile phones', 'electronics-phones'), (1000, 9, 'Microphones', 'electronics-audio-microphones')"
+
+
+@pytest.mark.parametrize(
+    ("exercise", "wrong"),
+    [
+        ("06.2", f"INSERT INTO categories (id, parent_id, name, slug) VALUES {CATEGORIES} ON CONFLICT DO NOTHING"),
+        ("06.2", f"MERGE INTO categories c USING (VALUES {CATEGORIES}) AS n (id, parent_id, name, slug) ON c.slug = n.slug "
+                 "WHEN MATCHED THEN UPDATE SET name = n.name WHEN NOT MATCHED THEN INSERT VALUES (n.id, n.parent_id, n.name, n.slug)"),
+        ("06.4", "SET statement_timeout = '2s'; ALTER TABLE orders ADD COLUMN gift_note text"),
+        ("06.4", "SET lock_timeout = '5s'; ALTER TABLE orders ADD COLUMN gift_note text"),
+        ("06.5", MOVE_STOCK.format("UPDATE inventory SET quantity = quantity - units WHERE product_id = from_product; "
+                                   "UPDATE inventory SET quantity = quantity + units WHERE product_id = to_product;")),
+        ("06.6", RETRY.format("OTHERS", "IF attempt = max_attempts THEN RAISE; END IF;")),
+        ("06.6", RETRY.format("serialization_failure OR deadlock_detected", "NULL;")),
+        ("06.6", RETRY.format("serialization_failure", "IF attempt = max_attempts THEN RAISE; END IF;")),
+    ],
+)  # fmt: skip
+def test_concurrency_exercises_reject_what_breaks_under_concurrency(shop: ConnectionInfo, exercise: str, wrong: str) -> None:
+    """Answers right in one session but wrong with several (MERGE, the opposite lock order, retrying every error …)."""
+    with shop.connect("shop") as conn:
+        assert not checker.evaluate(conn, exercise, wrong, count_attempt=False).passed
+
+
 def test_an_unknown_policy_key_is_an_error_not_ignored(tmp_path: Path) -> None:
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell('answer_99_1 = """SELECT 1"""')
