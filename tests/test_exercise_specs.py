@@ -71,15 +71,51 @@ def test_a_check_constraint_exercise_tests_what_the_condition_means(shop: Connec
         assert checker.evaluate(conn, "01.4", answer, count_attempt=False).passed is passes
 
 
-def test_an_optimistic_update_must_not_apply_twice(shop: ConnectionInfo) -> None:
+def test_a_sale_must_neither_lose_an_update_nor_oversell(shop: ConnectionInfo) -> None:
     first = "product_id = (SELECT product_id FROM inventory ORDER BY product_id LIMIT 1)"
-    update = "UPDATE inventory SET quantity = quantity - 1, version = version + 1 WHERE "
     with shop.connect("shop") as conn:
-        assert checker.evaluate(conn, "06.3", update + first + " AND version = 16 AND quantity >= 1", count_attempt=False).passed
-        # without the version condition the second run (a second session with the same stale read) sells again
-        assert not checker.evaluate(conn, "06.3", update + first + " AND quantity >= 1", count_attempt=False).passed
-        # without the product condition every row at version 16 is sold from
-        assert not checker.evaluate(conn, "06.3", update + "version = 16 AND quantity >= 1", count_attempt=False).passed
+
+        def passes(answer: str) -> bool:
+            return checker.evaluate(conn, "06.1", answer, count_attempt=False).passed
+
+        assert passes(f"UPDATE inventory SET quantity = quantity - 123 WHERE {first} AND quantity >= 123")
+        # the value read once, written back by every checkout: the second and third sales are lost
+        assert not passes(f"UPDATE inventory SET quantity = 123 WHERE {first} AND quantity >= 123")
+        # without the stock test the third checkout sells stock that is not there
+        assert not passes(f"UPDATE inventory SET quantity = quantity - 123 WHERE {first}")
+        # '>' keeps the last 123 units unsold
+        assert not passes(f"UPDATE inventory SET quantity = quantity - 123 WHERE {first} AND quantity > 123")
+        # without the product condition every row with enough stock is sold from
+        assert not passes("UPDATE inventory SET quantity = quantity - 123 WHERE quantity >= 123")
+
+
+MOVE_STOCK = "CREATE FUNCTION move_stock(from_product uuid, to_product uuid, units int) RETURNS void LANGUAGE sql AS $$ {} $$"
+RETRY = (
+    "CREATE FUNCTION run_with_retry(body text, max_attempts int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN "
+    "FOR attempt IN 1..max_attempts LOOP BEGIN EXECUTE body; RETURN attempt; EXCEPTION WHEN {} THEN {} END; END LOOP; END $$"
+)
+CATEGORIES = "(12, 1, 'Mobile phones', 'electronics-phones'), (1000, 9, 'Microphones', 'electronics-audio-microphones')"
+
+
+@pytest.mark.parametrize(
+    ("exercise", "wrong"),
+    [
+        ("06.2", f"INSERT INTO categories (id, parent_id, name, slug) VALUES {CATEGORIES} ON CONFLICT DO NOTHING"),
+        ("06.2", f"MERGE INTO categories c USING (VALUES {CATEGORIES}) AS n (id, parent_id, name, slug) ON c.slug = n.slug "
+                 "WHEN MATCHED THEN UPDATE SET name = n.name WHEN NOT MATCHED THEN INSERT VALUES (n.id, n.parent_id, n.name, n.slug)"),
+        ("06.4", "SET statement_timeout = '2s'; ALTER TABLE orders ADD COLUMN gift_note text"),
+        ("06.4", "SET lock_timeout = '5s'; ALTER TABLE orders ADD COLUMN gift_note text"),
+        ("06.5", MOVE_STOCK.format("UPDATE inventory SET quantity = quantity - units WHERE product_id = from_product; "
+                                   "UPDATE inventory SET quantity = quantity + units WHERE product_id = to_product;")),
+        ("06.6", RETRY.format("OTHERS", "IF attempt = max_attempts THEN RAISE; END IF;")),
+        ("06.6", RETRY.format("serialization_failure OR deadlock_detected", "NULL;")),
+        ("06.6", RETRY.format("serialization_failure", "IF attempt = max_attempts THEN RAISE; END IF;")),
+    ],
+)  # fmt: skip
+def test_concurrency_exercises_reject_what_breaks_under_concurrency(shop: ConnectionInfo, exercise: str, wrong: str) -> None:
+    """Answers right in one session but wrong with several (MERGE, the opposite lock order, retrying every error …)."""
+    with shop.connect("shop") as conn:
+        assert not checker.evaluate(conn, exercise, wrong, count_attempt=False).passed
 
 
 def test_an_unknown_policy_key_is_an_error_not_ignored(tmp_path: Path) -> None:

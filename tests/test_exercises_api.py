@@ -84,6 +84,21 @@ def test_structure_is_checked_on_the_parse_tree(exercises) -> None:  # type: ign
     assert any("window function" in line for line in result.feedback)
 
 
+def test_locking_and_upsert_clauses_are_found_on_the_parse_tree() -> None:
+    from labkit.exercises import structure
+
+    claim = "UPDATE orders SET status = 'processing' WHERE id IN (SELECT id FROM orders WHERE status = 'pending' LIMIT 3 FOR UPDATE{})"
+    assert structure.problems(claim.format(" SKIP LOCKED"), ["skip_locked"]) == []
+    assert structure.problems(claim.format(""), ["skip_locked"]) and structure.problems(claim.format(" NOWAIT"), ["skip_locked"])
+    upsert = "INSERT INTO categories VALUES (48, NULL, 'Gifts', 'gifts') ON CONFLICT (slug) DO UPDATE SET name = EXCLUDED.name"
+    merge = ("MERGE INTO categories c USING (VALUES (48, 'gifts')) AS n(id, slug) ON c.slug = n.slug "
+             "WHEN NOT MATCHED THEN INSERT VALUES (n.id, NULL, 'Gifts', n.slug)")  # fmt: skip
+    assert structure.problems(upsert, ["on_conflict"]) == []
+    assert structure.problems(merge, ["on_conflict"]) == [
+        "the exercise asks you to let the INSERT itself settle a conflict on a unique key (INSERT … ON CONFLICT)"
+    ]
+
+
 def test_hint_after_repeated_failures(exercises) -> None:  # type: ignore[no-untyped-def]
     for _ in range(checking.HINT_AFTER_FAILURES):
         result = checking.evaluate(exercises, "99.2", "SELECT id, username FROM users ORDER BY created_at DESC LIMIT 3")

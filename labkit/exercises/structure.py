@@ -56,6 +56,14 @@ REQUIREMENTS: dict[str, tuple[str, Any]] = {
     "group_by": ("use GROUP BY", lambda n: isinstance(n, ast.SelectStmt) and bool(n.groupClause)),
     "filter": ("use an aggregate FILTER (WHERE …) clause", lambda n: isinstance(n, ast.FuncCall) and n.agg_filter is not None),
     "order_by": ("sort the result with ORDER BY", lambda n: isinstance(n, ast.SelectStmt) and bool(n.sortClause)),
+    "skip_locked": (
+        "skip rows other transactions have locked (… SKIP LOCKED)",
+        lambda n: isinstance(n, ast.LockingClause) and n.waitPolicy == enums.LockWaitPolicy.LockWaitSkip,
+    ),
+    "on_conflict": (
+        "let the INSERT itself settle a conflict on a unique key (INSERT … ON CONFLICT)",
+        lambda n: isinstance(n, ast.OnConflictClause),
+    ),
 }
 FORBIDDEN: dict[str, tuple[str, Any]] = {
     "no_subquery": ("do it without a subquery", lambda n: isinstance(n, (ast.SubLink, ast.RangeSubselect))),
