@@ -167,3 +167,14 @@ def test_feedback_says_what_differs_in_terms_a_learner_can_act_on(shop: Connecti
         passed = checking.evaluate(conn, "03.1", next(s.sql for s in refresh.all_solutions() if s.exercise == "03.1"), count_attempt=False)
     assert repr(passed) == "✓ Exercise 03.1: correct. Next: Exercise 03.2 — Running total."
     assert checking.next_step("03.4").startswith("That was the last exercise of notebook 03")
+
+
+def test_an_answer_with_no_rows_is_judged_on_its_columns(shop: ConnectionInfo) -> None:
+    """A stream of no rows carries no column description; the check still names the columns the answer has."""
+    from labkit.exercises import checker
+
+    with shop.connect("shop") as conn:
+        assert checker.run_query(conn, "SELECT 1 AS a, 2 AS b WHERE false") == (["a", "b"], [])
+        feedback = checker.evaluate(conn, "03.1", "SELECT 1 AS nothing WHERE false").feedback
+        assert any("Not asked for: 'nothing'" in line for line in feedback), feedback
+        assert checker.run_query(conn, "SELECT 1 AS still_usable") == (["still_usable"], [(1,)])  # the transaction was left clean

@@ -135,7 +135,28 @@ def _fetch(cur: psycopg.Cursor, sql: str, max_rows: int | None, max_bytes: int) 
         rows.append(row)
         if (max_rows is not None and len(rows) > max_rows) or size > max_bytes:
             raise ResultTooLarge([d.name for d in cur.description or []], len(rows), max_rows, size)
-    return ([d.name for d in cur.description] if cur.description else []), rows
+    if cur.description:
+        return [d.name for d in cur.description], rows
+    return (_describe(cur.connection, sql) if not rows else []), rows
+
+
+def _describe(conn: psycopg.Connection, sql: str) -> list[str]:
+    """The column names of ``sql`` without running it again (a stream of no rows reports none): prepared and
+    described inside a savepoint, so that a statement that cannot be prepared leaves the transaction as it was."""
+    pgconn, name, encoding = conn.pgconn, b"labkit_describe", conn.info.encoding or "utf-8"
+    pgconn.exec_(b"SAVEPOINT labkit_describe")
+    prepared = False
+    try:
+        prepared = pgconn.prepare(name, sql.encode(encoding)).status == psycopg.pq.ExecStatus.COMMAND_OK
+        if not prepared:
+            return []
+        described = pgconn.describe_prepared(name)
+        return [(described.fname(i) or b"").decode(encoding) for i in range(described.nfields)]
+    finally:
+        pgconn.exec_(b"ROLLBACK TO SAVEPOINT labkit_describe")
+        pgconn.exec_(b"RELEASE SAVEPOINT labkit_describe")
+        if prepared:
+            pgconn.exec_(b"DEALLOCATE labkit_describe")
 
 
 def run_query(
