@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from labkit.classroom.roster import Student
 from labkit.exercises import refresh
 from labkit.grading import exports
 from labkit.grading.grader import ExerciseGrade, SubmissionGrade
@@ -95,7 +96,7 @@ def _grade(student: str, points: float) -> SubmissionGrade:
 
 
 def test_two_submissions_of_one_student_are_reported_not_guessed(tmp_path: Path) -> None:
-    entries = [exports.RosterEntry(name="Ada", login="ada", email="ada@uni.example", student_id="s-001")]
+    entries = [Student(key="s-001", name="Ada", login="ada", email="ada@uni.example")]
     problems = exports.write_canvas(tmp_path / "c.csv", [_grade("ada", 1), _grade("ADA@uni.example", 0)], ["00.1"], entries)
     assert problems == ["submissions 'ada' and 'ADA@uni.example' are all Ada's; none is in the LMS files."]
     assert rows(tmp_path / "c.csv")[2] == ["Ada", "", "s-001", "ada", "", ""]
@@ -103,6 +104,6 @@ def test_two_submissions_of_one_student_are_reported_not_guessed(tmp_path: Path)
 
 @pytest.mark.parametrize("name", ["s-001", "ada", "ada@uni.example", "ADA"])
 def test_a_submission_is_matched_by_any_of_the_students_names(tmp_path: Path, name: str) -> None:
-    entries = [exports.RosterEntry(name="Ada", login="ada", email="ada@uni.example", student_id="s-001")]
+    entries = [Student(key="s-001", name="Ada", login="ada", email="ada@uni.example")]
     assert exports.write_moodle(tmp_path / "m.csv", [_grade(name, 1)], ["00.1"], entries) == []
     assert rows(tmp_path / "m.csv") == [["Email address", "00-welcome"], ["ada@uni.example", "1"]]

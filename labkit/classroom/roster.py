@@ -43,6 +43,13 @@ class Student:
     """The LMS's own user id when the roster has a separate one (Canvas's ``ID`` beside ``SIS User ID``)."""
     section: str = ""
 
+    def names(self) -> set[str]:
+        """Every name a submission folder may carry for this student, lower-cased: id, login, email, its local part, LMS id."""
+        found = {self.key, self.login, self.email, self.lms_id}
+        if "@" in self.email:
+            found.add(self.email.split("@", 1)[0])
+        return {n.strip().lower() for n in found if n and n.strip()}
+
 
 def role_name(key: str, prefix: str = DEFAULT_PREFIX) -> str:
     """The role and database name for a student: ``prefix`` + the id folded to ``[a-z0-9_]``.

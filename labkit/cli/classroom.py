@@ -196,12 +196,8 @@ def register(add: AddCommand) -> None:
 def lms_roster(roster_path: str) -> list:  # type: ignore[type-arg]
     """The roster as the LMS exports need it (read before grading, so a bad roster fails at once)."""
     from labkit.classroom import roster
-    from labkit.grading import exports
 
-    return [
-        exports.RosterEntry(name=s.name, login=s.login, email=s.email, student_id=s.key, lms_id=s.lms_id, section=s.section)
-        for s in roster.read_roster(Path(roster_path))
-    ]
+    return roster.read_roster(Path(roster_path))
 
 
 def write_lms_files(entries: list, out: Path, results: list, exercises: list[str]) -> None:  # type: ignore[type-arg]

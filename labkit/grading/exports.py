@@ -15,34 +15,15 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from labkit.classroom.roster import Student
 from labkit.exercises import checker
 from labkit.grading.grader import SubmissionGrade
 
 CANVAS_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 NBGRADER_COLUMNS = ("assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
                     "raw_score", "late_submission_penalty", "score", "max_score")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class RosterEntry:
-    """One student of the LMS roster, as the exports need them."""
-
-    name: str
-    login: str = ""
-    email: str = ""
-    student_id: str = ""
-    lms_id: str = ""
-    section: str = ""
-
-    def names(self) -> set[str]:
-        """Every name a submission folder may carry for this student (compared case-insensitively)."""
-        found = {self.login, self.email, self.student_id, self.lms_id}
-        if "@" in self.email:
-            found.add(self.email.split("@", 1)[0])
-        return {n.strip().lower() for n in found if n and n.strip()}
 
 
 def assignments(exercises: Sequence[str]) -> dict[str, list[str]]:
@@ -54,7 +35,7 @@ def assignments(exercises: Sequence[str]) -> dict[str, list[str]]:
     return grouped
 
 
-def match(results: Sequence[SubmissionGrade], roster: Sequence[RosterEntry]) -> tuple[dict[int, SubmissionGrade], list[str]]:
+def match(results: Sequence[SubmissionGrade], roster: Sequence[Student]) -> tuple[dict[int, SubmissionGrade], list[str]]:
     """Submissions by roster index, and one problem line per submission that cannot be placed."""
     by_name: dict[str, set[int]] = {}
     for index, entry in enumerate(roster):
@@ -99,7 +80,7 @@ def _possible(groups: dict[str, list[str]], results: Sequence[SubmissionGrade], 
     return [_points(sum(maximum(e) for e in exercises)) for exercises in groups.values()]
 
 
-def write_canvas(path: Path, results: Sequence[SubmissionGrade], exercises: Sequence[str], roster: Sequence[RosterEntry]) -> list[str]:
+def write_canvas(path: Path, results: Sequence[SubmissionGrade], exercises: Sequence[str], roster: Sequence[Student]) -> list[str]:
     """The Canvas gradebook CSV; returns the submissions that could not be placed."""
     groups = assignments(exercises)
     placed, problems = match(results, roster)
@@ -109,11 +90,11 @@ def write_canvas(path: Path, results: Sequence[SubmissionGrade], exercises: Sequ
         writer.writerow([*CANVAS_COLUMNS, *groups])
         writer.writerow(["    Points Possible", "", "", "", "", *_possible(groups, results)])
         for index, entry in enumerate(roster):
-            writer.writerow([entry.name, entry.lms_id, entry.student_id, entry.login, entry.section, *_scores(placed.get(index), groups)])
+            writer.writerow([entry.name, entry.lms_id, entry.key, entry.login, entry.section, *_scores(placed.get(index), groups)])
     return problems
 
 
-def write_moodle(path: Path, results: Sequence[SubmissionGrade], exercises: Sequence[str], roster: Sequence[RosterEntry]) -> list[str]:
+def write_moodle(path: Path, results: Sequence[SubmissionGrade], exercises: Sequence[str], roster: Sequence[Student]) -> list[str]:
     """The Moodle grade import CSV (students without an email in the roster are reported)."""
     groups = assignments(exercises)
     placed, problems = match(results, roster)
@@ -124,7 +105,7 @@ def write_moodle(path: Path, results: Sequence[SubmissionGrade], exercises: Sequ
         for index, entry in enumerate(roster):
             if not entry.email:
                 if index in placed:
-                    problems.append(f"{entry.name or entry.login or entry.student_id} has no email in the roster; not in the Moodle file.")
+                    problems.append(f"{entry.name or entry.login or entry.key} has no email in the roster; not in the Moodle file.")
                 continue
             writer.writerow([entry.email, *_scores(placed.get(index), groups)])
     return problems
@@ -139,7 +120,7 @@ def _split_name(name: str) -> tuple[str, str]:
     return (last, first) if first else (name.strip(), "")
 
 
-def write_nbgrader(path: Path, results: Sequence[SubmissionGrade], exercises: Sequence[str], roster: Sequence[RosterEntry]) -> list[str]:
+def write_nbgrader(path: Path, results: Sequence[SubmissionGrade], exercises: Sequence[str], roster: Sequence[Student]) -> list[str]:
     """``nbgrader export``'s CSV: one row per notebook and roster student (no submission: score 0, as nbgrader writes)."""
     groups = assignments(exercises)
     placed, problems = match(results, roster)
@@ -155,6 +136,6 @@ def write_nbgrader(path: Path, results: Sequence[SubmissionGrade], exercises: Se
                     continue  # not graded (a server failure): no score rather than a false zero
                 score = _scores(result, {assignment: groups[assignment]})[0] if result is not None else "0"
                 last, first = _split_name(entry.name)
-                student = entry.login or entry.student_id or entry.email
+                student = entry.login or entry.key or entry.email
                 writer.writerow([assignment, "", "", student, last, first, entry.email, score, "0", score, maximum])
     return problems
