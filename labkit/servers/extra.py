@@ -456,16 +456,24 @@ class BaseBackup(_Item):
         return match.group(1) if match else ""
 
 
-def base_backup(
-    name: str, settings: Settings | None = None, *, source: ConnectionInfo | None = None, max_mb: int = DEFAULT_MAX_MB
-) -> BaseBackup:
-    """Take a base backup of ``source`` (the lab server by default) with ``pg_basebackup``."""
+def _replication_item(
+    name: str, settings: Settings | None, source: ConnectionInfo | None, kind: str
+) -> tuple[Settings, ConnectionInfo, RunAs, Path]:
+    """What a base backup and a WAL archive both start from: a checked name, the source (the lab server by default)
+    that allows replication connections, the server's OS user, and the item's claimed folder."""
     _check_name(name)
     settings = settings or Settings.load()
     source = source or lab_server(settings)
     run_as = server_user(settings.run_as)
     _check_replication_source(source)
-    root = _claim(name, settings, "backup", run_as)
+    return settings, source, run_as, _claim(name, settings, kind, run_as)
+
+
+def base_backup(
+    name: str, settings: Settings | None = None, *, source: ConnectionInfo | None = None, max_mb: int = DEFAULT_MAX_MB
+) -> BaseBackup:
+    """Take a base backup of ``source`` (the lab server by default) with ``pg_basebackup``."""
+    settings, source, run_as, root = _replication_item(name, settings, source, "backup")
     backup = BaseBackup(name, root, max_mb * 1024 * 1024, source)
     try:
         _check_disk(root, _source_size(source), backup.max_bytes, f"The base backup {name!r}")
@@ -526,12 +534,7 @@ def wal_archive(
     name: str, settings: Settings | None = None, *, source: ConnectionInfo | None = None, max_mb: int = DEFAULT_MAX_MB
 ) -> WalArchive:
     """Start archiving the WAL of ``source`` (the lab server by default) into a folder, with ``pg_receivewal``."""
-    _check_name(name)
-    settings = settings or Settings.load()
-    source = source or lab_server(settings)
-    run_as = server_user(settings.run_as)
-    _check_replication_source(source)
-    root = _claim(name, settings, "archive", run_as)
+    settings, source, run_as, root = _replication_item(name, settings, source, "archive")
     archive = WalArchive(name, root, max_mb * 1024 * 1024, source)
     try:
         archive.path.mkdir()
