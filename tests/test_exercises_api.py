@@ -166,7 +166,7 @@ def test_feedback_says_what_differs_in_terms_a_learner_can_act_on(shop: Connecti
         assert "HINT:  Perhaps you meant" in hinted and "Traceback" not in hinted and "psycopg" not in hinted
         passed = checking.evaluate(conn, "03.1", next(s.sql for s in refresh.all_solutions() if s.exercise == "03.1"), count_attempt=False)
     assert repr(passed) == "✓ Exercise 03.1: correct. Next: Exercise 03.2 — Running total."
-    assert checking.next_step("03.4").startswith("That was the last exercise of notebook 03")
+    assert checking.next_step("03.9").startswith("That was the last exercise of notebook 03")
 
 
 def test_an_answer_with_no_rows_is_judged_on_its_columns(shop: ConnectionInfo) -> None:

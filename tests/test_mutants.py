@@ -113,3 +113,11 @@ def test_mutants_for_luck_literals_and_plans(shop: ConnectionInfo) -> None:
     assert "the ORDER BY inside OVER (…) left out" in [m.description for m in plain.survivors]  # the course data alone is fooled …
     assert accepted == ["the course data's result typed in (VALUES)"]  # … the shuffled copy is not; only a hidden dataset catches this one
     assert plans.mutants == 1 and not plans.survivors
+
+
+def test_a_result_with_json_documents_can_be_typed_in(shop: ConnectionInfo) -> None:
+    reference = """SELECT 'a' AS k, jsonb_build_object('red', 2, 'tags', jsonb_build_array('x')) AS doc, '[{"a": 1}]'::json AS arr"""
+    with shop.connect("shop") as conn:
+        typed = mutants.literal_mutant(conn, {"kind": "result"}, reference)
+        assert typed is not None
+        assert conn.execute(typed.sql).fetchall() == conn.execute(reference).fetchall()

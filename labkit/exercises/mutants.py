@@ -22,6 +22,7 @@ import psycopg
 from pglast import ast, enums
 from pglast.stream import RawStream
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from labkit.exercises import checker
 from labkit.exercises.structure import walk
@@ -196,6 +197,16 @@ def mutants(sql: str, kind: str = "result") -> list[Mutant]:
     return found
 
 
+def _literal(conn: psycopg.Connection, value: Any) -> str:
+    """A result value as SQL text; a JSON document (read back as a dict, or a list no array can hold) as a jsonb literal."""
+    try:
+        return sql.Literal(value).as_string(conn)
+    except psycopg.ProgrammingError:  # "cannot adapt type 'dict'"
+        if isinstance(value, dict | list):
+            return sql.Literal(Jsonb(value)).as_string(conn)
+        raise
+
+
 def literal_mutant(conn: psycopg.Connection, spec: dict[str, Any], sql_text: str) -> Mutant | None:
     """The reference result on this data typed in as VALUES, in the same order, dressed up to meet the
     exercise's technique requirements: right on the course data, right nowhere else."""
@@ -204,7 +215,7 @@ def literal_mutant(conn: psycopg.Connection, spec: dict[str, Any], sql_text: str
     columns, rows = checker.run_query(conn, sql_text, read_only=spec.get("read_only", True))
     if not rows or not columns:
         return None
-    values = ", ".join("(" + ", ".join([*(sql.Literal(v).as_string(conn) for v in row), str(i)]) + ")" for i, row in enumerate(rows))
+    values = ", ".join("(" + ", ".join([*(_literal(conn, v) for v in row), str(i)]) + ")" for i, row in enumerate(rows))
     names = [sql.Identifier(c).as_string(conn) for c in columns]
     picked = ", ".join(f"t.{n}" for n in names)
     needs = set(spec.get("requires", []))
