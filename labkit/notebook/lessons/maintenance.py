@@ -19,9 +19,11 @@ class ServerLogUnavailable(LabkitError):
     """The lab server's log file cannot be read through the server."""
 
 
-def vacuum_report(conn: psycopg.Connection, table: str, *, lines: tuple[str, ...] = ("pages:", "tuples:")) -> list[str]:
-    """Run ``VACUUM (VERBOSE) table`` and return the lines of its report about the table itself (not its TOAST
-    table) that start with one of ``lines``; the other lines (timings, I/O, xid cutoffs) vary from run to run."""
+def vacuum_report(
+    conn: psycopg.Connection, table: str, *, freeze: bool = False, lines: tuple[str, ...] = ("pages:", "tuples:")
+) -> list[str]:
+    """Run ``VACUUM (VERBOSE) table`` (``FREEZE`` too if asked) and return the lines of its report about the table
+    itself (not its TOAST table) that start with one of ``lines``; the others (timings, I/O, xid cutoffs) vary by run."""
     messages: list[str] = []
 
     def keep(diagnostic: psycopg.errors.Diagnostic) -> None:
@@ -29,7 +31,7 @@ def vacuum_report(conn: psycopg.Connection, table: str, *, lines: tuple[str, ...
 
     conn.add_notice_handler(keep)
     try:
-        conn.execute(f"VACUUM (VERBOSE) {table}")
+        conn.execute(f"VACUUM ({'FREEZE, ' if freeze else ''}VERBOSE) {table}")
     finally:
         conn.remove_notice_handler(keep)
     report = next((m for m in messages if m.startswith("finished vacuuming") and "pg_toast" not in m.splitlines()[0]), "")
