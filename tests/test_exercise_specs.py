@@ -4,7 +4,6 @@ passes, and its check rejects plausible wrong answers (no rows; a row missing)."
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -15,16 +14,6 @@ from labkit.exercises.fingerprint import canonical, fingerprint
 from labkit.servers.base import ConnectionInfo
 
 SOLUTIONS = refresh.all_solutions()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def pristine_shop_afterwards(shop: ConnectionInfo) -> Iterator[None]:
-    """Checks write rows in rolled-back transactions; table sizes (which 10.1 and 10.2 fingerprint) grow.
-    Leave the shop as pristine as it was found, so later tests and notebooks see the stored fingerprints."""
-    yield
-    from labkit.shop import database
-
-    database.reset(shop)
 
 
 def test_fingerprints_are_current(shop: ConnectionInfo) -> None:
