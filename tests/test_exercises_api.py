@@ -152,3 +152,14 @@ def test_feedback_says_what_differs_in_terms_a_learner_can_act_on(shop: Connecti
         passed = checking.evaluate(conn, "03.1", next(s.sql for s in refresh.all_solutions() if s.exercise == "03.1"), count_attempt=False)
     assert repr(passed) == "✓ Exercise 03.1: correct. Next: Exercise 03.2 — Running total."
     assert checking.next_step("03.4").startswith("That was the last exercise of notebook 03")
+
+
+def test_a_row_lock_requirement_wants_a_locking_clause() -> None:
+    from labkit.exercises import structure
+
+    assert structure.problems("SELECT product_id FROM inventory ORDER BY product_id FOR UPDATE", ["row_lock"]) == []
+    assert structure.problems("SELECT i.product_id FROM inventory i JOIN products p ON p.id = i.product_id FOR NO KEY UPDATE OF i",
+                              ["row_lock"]) == []  # fmt: skip
+    assert structure.problems("SELECT product_id FROM inventory ORDER BY product_id", ["row_lock"]) == [
+        "the exercise asks you to lock the rows you read (FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE …)"
+    ]

@@ -56,6 +56,8 @@ REQUIREMENTS: dict[str, tuple[str, Any]] = {
     "group_by": ("use GROUP BY", lambda n: isinstance(n, ast.SelectStmt) and bool(n.groupClause)),
     "filter": ("use an aggregate FILTER (WHERE …) clause", lambda n: isinstance(n, ast.FuncCall) and n.agg_filter is not None),
     "order_by": ("sort the result with ORDER BY", lambda n: isinstance(n, ast.SelectStmt) and bool(n.sortClause)),
+    "row_lock": ("lock the rows you read (FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE …)",
+                 lambda n: isinstance(n, ast.SelectStmt) and bool(n.lockingClause)),
 }
 FORBIDDEN: dict[str, tuple[str, Any]] = {
     "no_subquery": ("do it without a subquery", lambda n: isinstance(n, (ast.SubLink, ast.RangeSubselect))),
