@@ -144,7 +144,10 @@ def test_feedback_says_what_differs_in_terms_a_learner_can_act_on(shop: Connecti
         assert "Not asked for: 'extra'" in feedback("03.1", f"SELECT o.order_number, 1 AS n, 2 AS extra {base}")
         assert "too few" in feedback("03.1", f"SELECT o.order_number, ROW_NUMBER() OVER (ORDER BY o.created_at) AS n {base} LIMIT 3")
         assert "more than 11 row(s)" in feedback("03.1", "SELECT order_number, 1 AS n FROM orders")
-        assert "sorted by 'orders'" in feedback("00.2", "SELECT status, count(*) AS orders FROM orders GROUP BY status ORDER BY orders")
+        per_status = ("SELECT o.status, count(*) AS orders, sum(o.total_amount) AS value, sum(i.units) AS units FROM orders o "
+                      "JOIN (SELECT order_id, sum(quantity) AS units FROM order_items GROUP BY order_id) i ON i.order_id = o.id "
+                      "GROUP BY o.status")
+        assert "sorted by 'status'" in feedback("00.5", per_status + " ORDER BY o.status DESC")
         error = feedback("00.1", "SELECT order_number,\n       nn\nFROM orders")
         assert error.splitlines()[:3] == ['ERROR:  column "nn" does not exist', "LINE 2:        nn", "               ^"]
         hinted = feedback("00.1", "SELECT o.order_numbr FROM orders o")
