@@ -159,7 +159,10 @@ def test_feedback_says_what_differs_in_terms_a_learner_can_act_on(shop: Connecti
         assert "Not asked for: 'extra'" in feedback("03.1", f"SELECT o.order_number, 1 AS n, 2 AS extra {base}")
         assert "too few" in feedback("03.1", f"SELECT o.order_number, ROW_NUMBER() OVER (ORDER BY o.created_at) AS n {base} LIMIT 3")
         assert "more than 11 row(s)" in feedback("03.1", "SELECT order_number, 1 AS n FROM orders")
-        assert "sorted by 'orders'" in feedback("00.2", "SELECT status, count(*) AS orders FROM orders GROUP BY status ORDER BY orders")
+        per_status = ("SELECT o.status, count(*) AS orders, sum(o.total_amount) AS value, sum(i.units) AS units FROM orders o "
+                      "JOIN (SELECT order_id, sum(quantity) AS units FROM order_items GROUP BY order_id) i ON i.order_id = o.id "
+                      "GROUP BY o.status")
+        assert "sorted by 'status'" in feedback("00.5", per_status + " ORDER BY o.status DESC")
         error = feedback("00.1", "SELECT order_number,\n       nn\nFROM orders")
         assert error.splitlines()[:3] == ['ERROR:  column "nn" does not exist', "LINE 2:        nn", "               ^"]
         hinted = feedback("00.1", "SELECT o.order_numbr FROM orders o")
@@ -178,3 +181,14 @@ def test_an_answer_with_no_rows_is_judged_on_its_columns(shop: ConnectionInfo) -
         feedback = checker.evaluate(conn, "03.1", "SELECT 1 AS nothing WHERE false").feedback
         assert any("Not asked for: 'nothing'" in line for line in feedback), feedback
         assert checker.run_query(conn, "SELECT 1 AS still_usable") == (["still_usable"], [(1,)])  # the transaction was left clean
+
+
+def test_a_row_lock_requirement_wants_a_locking_clause() -> None:
+    from labkit.exercises import structure
+
+    assert structure.problems("SELECT product_id FROM inventory ORDER BY product_id FOR UPDATE", ["row_lock"]) == []
+    assert structure.problems("SELECT i.product_id FROM inventory i JOIN products p ON p.id = i.product_id FOR NO KEY UPDATE OF i",
+                              ["row_lock"]) == []  # fmt: skip
+    assert structure.problems("SELECT product_id FROM inventory ORDER BY product_id", ["row_lock"]) == [
+        "the exercise asks you to lock the rows you read (FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE …)"
+    ]

@@ -64,6 +64,8 @@ REQUIREMENTS: dict[str, tuple[str, Any]] = {
         "let the INSERT itself settle a conflict on a unique key (INSERT … ON CONFLICT)",
         lambda n: isinstance(n, ast.OnConflictClause),
     ),
+    "row_lock": ("lock the rows you read (FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE …)",
+                 lambda n: isinstance(n, ast.SelectStmt) and bool(n.lockingClause)),
 }
 FORBIDDEN: dict[str, tuple[str, Any]] = {
     "no_subquery": ("do it without a subquery", lambda n: isinstance(n, (ast.SubLink, ast.RangeSubselect))),
