@@ -53,9 +53,11 @@ def test_grade_writes_canvas_and_moodle_files_matched_by_login_email_and_id(shop
                "--roster", str(roster), "--quiet"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
+    welcome = str(sum(1 for e in refs if e.startswith("00.")))  # points possible: one per exercise
+    ctes = str(sum(1 for e in refs if e.startswith("02.")) - 1 + 3)  # 02.4 is worth 3
     assert rows(out.with_name("gradebook-canvas.csv")) == [
         ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "00-welcome", "02-ctes"],
-        ["    Points Possible", "", "", "", "", "4", "6"],
+        ["    Points Possible", "", "", "", "", welcome, ctes],
         ["Ada Lovelace", "101", "s-001", "ada", "A", "2", "1"],
         ["Grace Hopper", "102", "s-002", "grace", "B", "1", "0"],
         ["Alan Turing", "103", "s-003", "alan", "A", "", ""],  # no submission: no grade, not zero
@@ -70,10 +72,10 @@ def test_grade_writes_canvas_and_moodle_files_matched_by_login_email_and_id(shop
     nbgrader = rows(out.with_name("gradebook-nbgrader.csv"))
     assert nbgrader[0] == list(exports.NBGRADER_COLUMNS)
     assert nbgrader[1:5] == [
-        ["00-welcome", "", "", "ada", "Lovelace", "Ada", "ada@uni.example", "2", "0", "2", "4"],
-        ["00-welcome", "", "", "grace", "Hopper", "Grace", "grace@uni.example", "1", "0", "1", "4"],
-        ["00-welcome", "", "", "alan", "Turing", "Alan", "alan@uni.example", "0", "0", "0", "4"],
-        ["00-welcome", "", "", "edsger", "Dijkstra", "Edsger", "", "0", "0", "0", "4"],
+        ["00-welcome", "", "", "ada", "Lovelace", "Ada", "ada@uni.example", "2", "0", "2", welcome],
+        ["00-welcome", "", "", "grace", "Hopper", "Grace", "grace@uni.example", "1", "0", "1", welcome],
+        ["00-welcome", "", "", "alan", "Turing", "Alan", "alan@uni.example", "0", "0", "0", welcome],
+        ["00-welcome", "", "", "edsger", "Dijkstra", "Edsger", "", "0", "0", "0", welcome],
     ]
     assert len(nbgrader) == 1 + 2 * 4 and nbgrader[5][0] == "02-ctes"
     assert "submission 'stranger' matches no student of the roster" in result.stderr

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from labkit.exercises import checker, mutants, refresh
+from labkit.exercises import mutants, refresh
 from labkit.grading import hidden
 from labkit.servers.base import ConnectionInfo
 
@@ -51,9 +51,11 @@ def test_no_left_join_mutant_where_the_where_clause_makes_it_inner_anyway() -> N
 
 def test_a_weak_policy_lets_a_mutant_through_and_a_strict_one_does_not(shop: ConnectionInfo) -> None:
     reference = "SELECT status, count(*) AS orders FROM orders GROUP BY status ORDER BY orders DESC"
-    strict = checker.spec("00.2")  # the rows must come in order of 'orders'
-    weak = {**strict, "order": "any"}
     with shop.connect("shop") as conn:
+        strict: dict = {"salt": "0f1e2d3c4b5a6978", "order": ["orders"], "points": 1}  # the rows must come in order of 'orders'
+        strict["expected"] = refresh.expected_for(conn, strict, reference)
+        weak = {**strict, "order": "any"}
+        weak["expected"] = refresh.expected_for(conn, weak, reference)
         strict_report = mutants.try_mutants(conn, "00.2", reference, strict)
         weak_report = mutants.try_mutants(conn, "00.2", reference, weak)
     assert strict_report.mutants == weak_report.mutants >= 3
