@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit.exercises import refresh
+from labkit.exercises import checker, refresh
 from labkit.grading import exports
 from labkit.grading.grader import ExerciseGrade, SubmissionGrade
 from labkit.servers.base import ConnectionInfo
@@ -38,6 +38,12 @@ def rows(path: Path) -> list[list[str]]:
         return list(csv.reader(f))
 
 
+def points_possible(notebook: str, points: dict[str, float]) -> str:
+    """What a notebook's exercises are worth, as the exports print it (the count of exercises grows with the course)."""
+    total = sum(points.get(e, float(spec.get("points", 1))) for e, spec in checker.specs().items() if e.startswith(f"{notebook}."))
+    return f"{total:g}"
+
+
 def test_grade_writes_canvas_and_moodle_files_matched_by_login_email_and_id(shop: ConnectionInfo, tmp_path: Path) -> None:
     refs = {s.exercise: s.sql for s in refresh.all_solutions(ROOT / "notebooks")}
     subs = tmp_path / "submissions"
@@ -54,7 +60,7 @@ def test_grade_writes_canvas_and_moodle_files_matched_by_login_email_and_id(shop
     assert result.returncode == 0, result.stderr
     assert rows(out.with_name("gradebook-canvas.csv")) == [
         ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "00-welcome", "02-ctes"],
-        ["    Points Possible", "", "", "", "", "4", "6"],
+        ["    Points Possible", "", "", "", "", points_possible("00", {}), points_possible("02", {"02.4": 3})],
         ["Ada Lovelace", "101", "s-001", "ada", "A", "2", "1"],
         ["Grace Hopper", "102", "s-002", "grace", "B", "1", "0"],
         ["Alan Turing", "103", "s-003", "alan", "A", "", ""],  # no submission: no grade, not zero
@@ -69,10 +75,10 @@ def test_grade_writes_canvas_and_moodle_files_matched_by_login_email_and_id(shop
     nbgrader = rows(out.with_name("gradebook-nbgrader.csv"))
     assert nbgrader[0] == list(exports.NBGRADER_COLUMNS)
     assert nbgrader[1:5] == [
-        ["00-welcome", "", "", "ada", "Lovelace", "Ada", "ada@uni.example", "2", "0", "2", "4"],
-        ["00-welcome", "", "", "grace", "Hopper", "Grace", "grace@uni.example", "1", "0", "1", "4"],
-        ["00-welcome", "", "", "alan", "Turing", "Alan", "alan@uni.example", "0", "0", "0", "4"],
-        ["00-welcome", "", "", "edsger", "Dijkstra", "Edsger", "", "0", "0", "0", "4"],
+        ["00-welcome", "", "", "ada", "Lovelace", "Ada", "ada@uni.example", "2", "0", "2", points_possible("00", {})],
+        ["00-welcome", "", "", "grace", "Hopper", "Grace", "grace@uni.example", "1", "0", "1", points_possible("00", {})],
+        ["00-welcome", "", "", "alan", "Turing", "Alan", "alan@uni.example", "0", "0", "0", points_possible("00", {})],
+        ["00-welcome", "", "", "edsger", "Dijkstra", "Edsger", "", "0", "0", "0", points_possible("00", {})],
     ]
     assert len(nbgrader) == 1 + 2 * 4 and nbgrader[5][0] == "02-ctes"
     assert "submission 'stranger' matches no student of the roster" in result.stderr
