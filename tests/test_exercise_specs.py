@@ -49,15 +49,56 @@ def test_canonical_fingerprint_ignores_only_the_order_the_check_ignores() -> Non
 
 
 @pytest.mark.parametrize(("constraint", "passes"), [
-    ("CHECK (cost < price)", True),
-    ("CHECK (price > cost)", True),  # the same condition, written the other way round
-    ("CHECK (cost <= price)", False),  # equal is not below
-    ("CHECK (cost < price * 2)", False),  # mentions both columns, means something else
+    ("CHECK (reserved_quantity >= 0)", True),
+    ("CHECK (stock_quantity >= 0 AND reserved_quantity >= 0)", True),  # says more, means the same beside valid_stock
+    ("CHECK (0 <= reserved_quantity)", True),  # the same condition, written the other way round
+    ("CHECK (stock_quantity >= 0)", False),  # a negative reservation still gets in
+    ("CHECK (reserved_quantity > 0)", False),  # zero is not negative (and the shop has such rows)
+    ("CHECK (reserved_quantity >= 0) NOT VALID", False),  # the rows already there stay unchecked
 ])  # fmt: skip
 def test_a_check_constraint_exercise_tests_what_the_condition_means(shop: ConnectionInfo, constraint: str, passes: bool) -> None:
     with shop.connect("shop") as conn:
-        answer = f"ALTER TABLE products ADD CONSTRAINT cost_below_price {constraint}"
+        answer = f"ALTER TABLE products ADD CONSTRAINT no_negative_stock {constraint}"
         assert checker.evaluate(conn, "01.4", answer, count_attempt=False).passed is passes
+
+
+CANCEL = ("WITH cancelled AS (UPDATE orders SET status = 'cancelled' "
+          "WHERE status = 'pending' AND metadata->>'channel' IN ('android', 'ios') RETURNING id, metadata->>'channel' AS channel), "
+          "pending AS (SELECT id, metadata->>'channel' AS channel FROM orders "
+          "WHERE status = 'pending') SELECT p.channel, (SELECT count(*) FROM cancelled c WHERE c.channel = p.channel) AS cancelled, "
+          "{still} AS still_pending FROM pending p GROUP BY p.channel ORDER BY p.channel")
+PER_ORDER = ("WITH per_order AS {how} (SELECT user_id, order_number, total_amount FROM orders) SELECT p.order_number, p.total_amount, "
+             "(SELECT round(avg(q.total_amount), 2) FROM per_order q WHERE q.user_id = p.user_id) AS customer_average "
+             "FROM per_order p WHERE p.order_number = 'ORD-2501-000042'")
+WALK = ("WITH RECURSIVE walk (id, parent_id, name, steps, path) AS (SELECT id, parent_id, name, 0, ARRAY[id] FROM categories "
+        "WHERE name = 'Tents' UNION ALL SELECT c.id, c.parent_id, c.name, w.steps + 1, w.path || c.id FROM walk w "
+        "JOIN categories c ON (c.parent_id = w.id OR c.id = w.parent_id) AND {guard}) SELECT name, steps FROM walk ORDER BY steps, name")
+
+
+@pytest.mark.parametrize(("exercise", "answer", "passes"), [
+    ("01.2", "SELECT order_number, total_amount, trunc(total_amount / 3, 2) AS instalment, "
+             "total_amount - 2 * trunc(total_amount / 3, 2) AS last_instalment FROM orders ORDER BY order_number LIMIT 8", False),
+    ("01.5", "DELETE FROM users WHERE tags IS NULL; ALTER TABLE users ALTER COLUMN tags SET NOT NULL", False),  # loses users
+    ("01.5", "UPDATE users SET tags = '{}'; ALTER TABLE users ALTER COLUMN tags SET NOT NULL", False),  # loses everyone's tags
+    ("01.5", "UPDATE users SET tags = coalesce(tags, '{}'); ALTER TABLE users ALTER COLUMN tags SET NOT NULL", True),
+    ("01.6", "SELECT created_at::date AS day, count(*) AS orders FROM orders "
+             "WHERE created_at::date BETWEEN '2025-01-01' AND '2025-01-07' GROUP BY 1 ORDER BY 1", False),  # UTC days
+    ("01.6", "SELECT (created_at AT TIME ZONE 'Asia/Tokyo')::date AS day, count(*) AS orders FROM orders "
+             "WHERE created_at >= '2025-01-01 00:00 Asia/Tokyo' AND created_at < '2025-01-08 00:00 Asia/Tokyo' "
+             "GROUP BY 1 ORDER BY 1", True),
+    ("02.5", WALK.format(guard="NOT c.id = ANY (w.path)"), True),  # a path array instead of CYCLE
+    ("02.5", WALK.format(guard="w.steps < 3"), False),  # a depth limit ends the loop but walks back and forth
+    ("02.6", CANCEL.format(still="count(*)"), False),  # the snapshot before the update
+    ("02.6", CANCEL.format(still="count(*) FILTER (WHERE p.id NOT IN (SELECT id FROM cancelled))"), True),
+    ("02.6", "SELECT metadata->>'channel' AS channel, count(*) FILTER (WHERE metadata->>'channel' IN ('android', 'ios')) AS cancelled, "
+             "count(*) FILTER (WHERE metadata->>'channel' NOT IN ('android', 'ios')) AS still_pending FROM orders "
+             "WHERE status = 'pending' GROUP BY 1 ORDER BY 1", False),  # the right numbers, nothing cancelled
+    ("02.7", PER_ORDER.format(how=""), False),  # referenced twice: computed in full
+    ("02.7", PER_ORDER.format(how="NOT MATERIALIZED"), True),
+])  # fmt: skip
+def test_schema_and_cte_exercises_reject_the_traps_they_teach(shop: ConnectionInfo, exercise: str, answer: str, passes: bool) -> None:
+    with shop.connect("shop") as conn:
+        assert checker.evaluate(conn, exercise, answer, count_attempt=False).passed is passes
 
 
 def test_a_sale_must_neither_lose_an_update_nor_oversell(shop: ConnectionInfo) -> None:

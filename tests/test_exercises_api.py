@@ -99,6 +99,17 @@ def test_locking_and_upsert_clauses_are_found_on_the_parse_tree() -> None:
     ]
 
 
+def test_a_data_modifying_cte_is_told_from_one_that_only_reads(shop: ConnectionInfo) -> None:
+    changes = "WITH renamed AS (UPDATE categories SET name = name WHERE parent_id IS NULL RETURNING id) SELECT count(*) AS n FROM renamed"
+    reads = "WITH roots AS (SELECT id FROM categories WHERE parent_id IS NULL) SELECT count(*) AS n FROM roots"  # same result
+    spec = {"salt": "s", "read_only": False, "requires": ["data_modifying_cte"]}
+    with shop.connect("shop") as conn:
+        spec["expected"] = refresh.expected_for(conn, spec, changes)
+        assert checking.evaluate(conn, "99.9", changes, spec_=spec, count_attempt=False).passed
+        refused = checking.evaluate(conn, "99.9", reads, spec_=spec, count_attempt=False)
+    assert refused.feedback == ["the exercise asks you to change the data in a CTE (WITH … AS (UPDATE/INSERT/DELETE … RETURNING …))"]
+
+
 def test_hint_after_repeated_failures(exercises) -> None:  # type: ignore[no-untyped-def]
     for _ in range(checking.HINT_AFTER_FAILURES):
         result = checking.evaluate(exercises, "99.2", "SELECT id, username FROM users ORDER BY created_at DESC LIMIT 3")

@@ -244,9 +244,9 @@ SHADOWS = {
     "07.2": ("CREATE VIEW public.pg_proc AS SELECT oid, 'i'::\"char\" AS provolatile, prolang FROM pg_catalog.pg_proc; "
              "SET search_path = public, pg_catalog; "
              "CREATE FUNCTION net_price(gross numeric, rate numeric) RETURNS numeric LANGUAGE sql RETURN round(gross / (1 + rate), 2)"),
-    "01.4": ("CREATE FUNCTION public.pg_get_constraintdef(oid) RETURNS text LANGUAGE sql AS $$ SELECT 'CHECK (cost < price)' $$; "
+    "01.4": ("CREATE FUNCTION public.pg_get_constraintdef(oid) RETURNS text LANGUAGE sql AS $$ SELECT 'CHECK (reserved_quantity >= 0)' $$; "
              "SET search_path = public, pg_catalog; "
-             "ALTER TABLE products ADD CONSTRAINT cost_below_price CHECK (cost IS NOT NULL)"),
+             "ALTER TABLE products ADD CONSTRAINT no_negative_stock CHECK (reserved_quantity IS NOT NULL)"),
     "09.3": ("CREATE TABLE audit_log_2025_08 (LIKE audit_log); "
              "CREATE VIEW public.pg_inherits AS SELECT 'audit_log_2025_08'::regclass::oid AS inhrelid, "
              "'audit_log'::regclass::oid AS inhparent; "

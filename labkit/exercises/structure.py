@@ -47,10 +47,13 @@ def _has(sql: str, predicate: Any) -> bool:
     return any(predicate(n) for n in nodes(sql))
 
 
+DATA_MODIFYING = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)
 REQUIREMENTS: dict[str, tuple[str, Any]] = {
     "window_function": ("use a window function (… OVER (…))", lambda n: isinstance(n, ast.FuncCall) and n.over is not None),
     "recursive_cte": ("use a recursive CTE (WITH RECURSIVE)", lambda n: isinstance(n, ast.WithClause) and bool(n.recursive)),
     "cte": ("use a CTE (WITH …)", lambda n: isinstance(n, ast.WithClause)),
+    "data_modifying_cte": ("change the data in a CTE (WITH … AS (UPDATE/INSERT/DELETE … RETURNING …))",
+                           lambda n: isinstance(n, ast.CommonTableExpr) and isinstance(n.ctequery, DATA_MODIFYING)),
     "join": ("use a JOIN", lambda n: isinstance(n, ast.JoinExpr)),
     "lateral": ("use LATERAL", lambda n: isinstance(n, (ast.RangeSubselect, ast.RangeFunction)) and bool(n.lateral)),
     "group_by": ("use GROUP BY", lambda n: isinstance(n, ast.SelectStmt) and bool(n.groupClause)),
