@@ -402,6 +402,9 @@ def evaluate(
             feedback = refused  # an answer of the wrong form never runs
         elif kind == "plan":
             feedback += _plan_feedback(spec_, _plan_nodes(conn, learner_sql or "", spec_.get("plan_sql"), timeout))
+            if spec_.get("expected") and learner_sql is not None:  # "same_result": the fast query must also return the right rows
+                columns, rows = run_query(conn, learner_sql, timeout=timeout, max_rows=len(spec_["expected"]["rows"]))
+                feedback += compare(spec_, columns, rows, learner_sql)
         else:
             expected_rows = len(spec_["expected"]["rows"]) if spec_.get("expected") else None
             if learner_sql is None:

@@ -99,9 +99,14 @@ def all_solutions(notebooks_dir: Path = NOTEBOOKS) -> list[Solution]:
     return [s for notebook in sorted(notebooks_dir.glob("[0-9][0-9]-*.ipynb")) for s in solutions(notebook)]
 
 
+def same_result(spec: dict[str, Any]) -> bool:
+    """A plan exercise whose answer must also return the reference's rows (``"plan": {"same_result": true}``)."""
+    return spec.get("kind") == "plan" and bool(spec.get("plan", {}).get("same_result")) and not spec.get("plan_sql")
+
+
 def expected_for(conn: psycopg.Connection, spec: dict[str, Any], sql: str) -> dict[str, Any] | None:
     kind = spec.get("kind", "result")
-    if kind == "plan":
+    if kind == "plan" and not same_result(spec):
         return None
     if kind == "state":
         columns, rows = checking._state(conn, sql, spec)
@@ -160,7 +165,9 @@ def stale(conn: psycopg.Connection, notebooks_dir: Path = NOTEBOOKS) -> list[str
                 continue
             if any(spec.get(k) != v for k, v in solution.policy.items()):
                 problems.append(f"{solution.exercise}: the policy in {notebook.name} differs from the spec")
-            elif spec.get("kind", "result") != "plan" and spec.get("expected") != expected_for(conn, spec, solution.sql):
+            elif (spec.get("kind", "result") != "plan" or same_result(spec)) and spec.get("expected") != expected_for(
+                conn, spec, solution.sql
+            ):
                 problems.append(f"{solution.exercise}: stored fingerprint is stale")
             elif spec.get("kind") == "plan" and not checking.evaluate(conn, solution.exercise, solution.sql).passed:
                 problems.append(f"{solution.exercise}: the reference solution does not pass its plan check")
