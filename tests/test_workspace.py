@@ -91,7 +91,7 @@ def test_the_workspace_is_made_once_from_the_course_and_holds_no_solution(tmp_pa
     first = workspace.update(folder)
     notebooks = sorted(p.name for p in NOTEBOOKS_DIR.glob("[0-9][0-9]-*.ipynb"))
     assert first.created == [*notebooks, "README.md"]
-    assert set(_solutions_in(folder)) == _shown_by_lessons()  # no solution cell's answer, only what a lesson teaches openly
+    assert set(_solutions_in(folder)) == _shown_by_lessons() == set()  # no answer, and no lesson cell shows one either
     assert len(SOLUTIONS) >= 40 and _solutions_in(NOTEBOOKS_DIR) == [s.exercise for s in SOLUTIONS]  # the comparison can fail
     assert not (folder / "sanitize.cfg").exists()  # test settings stay out of the student's folder
     assert (folder / ".gitignore").read_text().splitlines()[-1] == "*"  # never tracked by git, wherever it is
