@@ -203,3 +203,15 @@ def test_a_row_lock_requirement_wants_a_locking_clause() -> None:
     assert structure.problems("SELECT product_id FROM inventory ORDER BY product_id", ["row_lock"]) == [
         "the exercise asks you to lock the rows you read (FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE …)"
     ]
+
+
+def test_a_catalog_answer_must_read_the_catalog_not_type_the_result_in() -> None:
+    from labkit.exercises import structure
+
+    typed_in = "SELECT * FROM (VALUES ('orders_pkey', 'btree')) AS t(index_name, method)"
+    disguised = "WITH pg_index (index_name, method) AS (VALUES ('orders_pkey', 'btree')) SELECT * FROM pg_index"
+    for answer in (typed_in, disguised):
+        assert structure.problems(answer, ["reads_table"]) == [
+            "the exercise asks you to compute the result from the database's tables or catalogs, not type it in"
+        ]
+    assert structure.problems("SELECT relname FROM pg_class JOIN pg_index ON indexrelid = pg_class.oid", ["reads_table"]) == []

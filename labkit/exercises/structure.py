@@ -70,6 +70,17 @@ REQUIREMENTS: dict[str, tuple[str, Any]] = {
     "row_lock": ("lock the rows you read (FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE …)",
                  lambda n: isinstance(n, ast.SelectStmt) and bool(n.lockingClause)),
 }
+
+
+def _reads_a_table(tree: list[ast.Node]) -> bool:
+    """Whether the query reads a table, view or catalog (a name in FROM that is not one of its own CTEs)."""
+    own = {n.ctename for n in tree if isinstance(n, ast.CommonTableExpr)}
+    return any(isinstance(n, ast.RangeVar) and (n.schemaname or n.relname not in own) for n in tree)
+
+
+WHOLE_QUERY: dict[str, tuple[str, Any]] = {
+    "reads_table": ("compute the result from the database's tables or catalogs, not type it in", _reads_a_table),
+}
 FORBIDDEN: dict[str, tuple[str, Any]] = {
     "no_subquery": ("do it without a subquery", lambda n: isinstance(n, (ast.SubLink, ast.RangeSubselect))),
 }
@@ -86,6 +97,10 @@ def problems(sql: str, requirements: list[str]) -> list[str]:
         if name in REQUIREMENTS:
             text, predicate = REQUIREMENTS[name]
             if not any(predicate(n) for n in tree):
+                missing.append(f"the exercise asks you to {text}")
+        elif name in WHOLE_QUERY:
+            text, check = WHOLE_QUERY[name]
+            if not check(tree):
                 missing.append(f"the exercise asks you to {text}")
         elif name in FORBIDDEN:
             text, predicate = FORBIDDEN[name]
