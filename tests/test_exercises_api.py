@@ -215,3 +215,15 @@ def test_a_catalog_answer_must_read_the_catalog_not_type_the_result_in() -> None
             "the exercise asks you to compute the result from the database's tables or catalogs, not type it in"
         ]
     assert structure.problems("SELECT relname FROM pg_class JOIN pg_index ON indexrelid = pg_class.oid", ["reads_table"]) == []
+
+
+def test_a_task_that_gives_its_data_wants_an_answer_computed_from_it() -> None:
+    from labkit.exercises import structure
+
+    computed = "WITH pools(db, waiting) AS (VALUES ('shop', 3), ('crm', 0)) SELECT db FROM pools WHERE waiting > 0"
+    typed_in = ("WITH RECURSIVE unused(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM unused WHERE n < 1) "
+                "SELECT * FROM (VALUES ('shop')) AS t(db)")
+    ignored = "WITH pools(db, waiting) AS (VALUES ('shop', 3)) SELECT 'shop' AS db"
+    assert structure.problems(computed, ["reads_given_data"]) == []
+    for answer in (typed_in, ignored):
+        assert structure.problems(answer, ["reads_given_data"]), answer

@@ -73,13 +73,23 @@ REQUIREMENTS: dict[str, tuple[str, Any]] = {
 
 
 def _reads_a_table(tree: list[ast.Node]) -> bool:
-    """Whether the query reads a table, view or catalog (a name in FROM that is not one of its own CTEs)."""
+    """Whether the query reads a table, view or catalog (a name in FROM that is not one of its own CTEs, or a
+    function in FROM such as ``pg_partition_tree(…)``)."""
     own = {n.ctename for n in tree if isinstance(n, ast.CommonTableExpr)}
-    return any(isinstance(n, ast.RangeVar) and (n.schemaname or n.relname not in own) for n in tree)
+    return any(isinstance(n, ast.RangeFunction) or (isinstance(n, ast.RangeVar) and (n.schemaname or n.relname not in own)) for n in tree)
+
+
+def _reads_given_data(tree: list[ast.Node]) -> bool:
+    """Whether the query reads a CTE made of a VALUES list (the data a task gives: a snapshot of a view, a log)."""
+    given = {n.ctename for n in tree if isinstance(n, ast.CommonTableExpr) and isinstance(n.ctequery, ast.SelectStmt)
+             and n.ctequery.valuesLists}  # fmt: skip
+    return any(isinstance(n, ast.RangeVar) and not n.schemaname and n.relname in given for n in tree)
 
 
 WHOLE_QUERY: dict[str, tuple[str, Any]] = {
     "reads_table": ("compute the result from the database's tables or catalogs, not type it in", _reads_a_table),
+    "reads_given_data": ("compute the result from the data the task gives (its WITH … AS (VALUES …)), not type it in",
+                         _reads_given_data),
 }
 FORBIDDEN: dict[str, tuple[str, Any]] = {
     "no_subquery": ("do it without a subquery", lambda n: isinstance(n, (ast.SubLink, ast.RangeSubselect))),
