@@ -4,6 +4,7 @@ recovery, and their removal on close, at exit, on ``labkit down``, after a kill 
 from __future__ import annotations
 
 import configparser
+import contextlib
 import gc
 import os
 import re
@@ -238,7 +239,7 @@ def test_a_cluster_never_closed_is_removed_when_python_exits(lab: ConnectionInfo
 @pytest.mark.slow
 def test_a_cluster_that_outgrows_its_cap_is_stopped_and_removed(lab: ConnectionInfo, settings: Settings) -> None:
     with extra.extra_cluster("grower", settings, max_mb=80) as grower:
-        with grower.connect() as conn:
+        with contextlib.suppress(psycopg.OperationalError), grower.connect() as conn:  # a slow machine: stopped mid-statement
             conn.execute("CREATE TABLE filler AS SELECT repeat('x', 1000) AS pad FROM generate_series(1, 60000)")
         deadline = time.monotonic() + 4 * extra.WATCH_INTERVAL_S
         while grower.root.exists() and time.monotonic() < deadline:
