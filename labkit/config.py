@@ -24,6 +24,9 @@ DATASETS_DIR = CHECKOUT_DIR / "datasets"
 NOTEBOOKS_DIR = CHECKOUT_DIR / "notebooks"
 EXERCISES_DIR = CHECKOUT_DIR / "exercises"
 CONFIG_FILE = "labkit.toml"
+# What a JupyterHub's pre_spawn_hook puts into a student's server and labkit reads there:
+WORKSPACE_ENV = "LABKIT_WORKSPACE"  # the student's workspace folder (the course notebooks they work in)
+RESET_URL_ENV = "LABKIT_RESET_URL"  # the hub's reset service, which a student's shop.reset() asks
 
 
 def find_project_dir() -> Path:

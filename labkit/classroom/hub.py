@@ -29,11 +29,10 @@ import psycopg
 from labkit.classroom import provision
 from labkit.classroom.credentials import DEFAULT_PATH, Credential, Store
 from labkit.classroom.roster import DEFAULT_PREFIX, Student
+from labkit.config import RESET_URL_ENV, WORKSPACE_ENV
 from labkit.errors import ConfigError
 from labkit.servers.url import explain_connect_error, parse_url
 
-WORKSPACE_ENV = "LABKIT_WORKSPACE"
-"""The environment variable naming the student's workspace folder (the course notebooks they work in)."""
 DEFAULT_WORKSPACE = "{home}/pg-labkit"
 
 
@@ -97,10 +96,6 @@ def home_of(spawner: Any) -> str:
         except KeyError:
             pass
     return "~"  # expanded by labkit in the user's own server (KubeSpawner, SystemdSpawner, …)
-
-
-RESET_URL_ENV = "LABKIT_RESET_URL"
-"""The environment variable naming the reset service (labkit.classroom.reset_service) a student's ``shop.reset()`` asks."""
 
 
 def environment(settings: HubSettings, credential: Credential, spawner: Any, reset_url: str | None = None) -> dict[str, str]:

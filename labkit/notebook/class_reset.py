@@ -7,9 +7,9 @@ import os
 import urllib.error
 import urllib.request
 
+from labkit.config import RESET_URL_ENV
 from labkit.errors import LabkitError
 
-RESET_URL_ENV = "LABKIT_RESET_URL"  # set by the hub's pre_spawn_hook when the class runs the reset service
 TOKEN_ENV = "JUPYTERHUB_API_TOKEN"  # the single-user server's own token: it says who asks
 ASK_INSTRUCTOR = "On a class server, ask your instructor: labkit class reset <your id>."
 

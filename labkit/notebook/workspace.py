@@ -21,10 +21,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labkit.config import NOTEBOOKS_DIR, Settings
+from labkit.config import NOTEBOOKS_DIR, WORKSPACE_ENV, Settings
 from labkit.exercises.release import ReleaseError, atomic_write, course_files, digest, refuse_source_folder, student_text
 
-WORKSPACE_ENV = "LABKIT_WORKSPACE"
 SOLUTIONS_ENV = "LABKIT_SOLUTIONS"
 MANIFEST = ".labkit-course.json"
 WORKSPACE_FILES = ("README.md",)  # besides the notebooks; nbval's sanitize.cfg is not for students
