@@ -21,10 +21,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     from labkit.servers import extra, pgvector
 
     settings = Settings.load()
-    with contextlib.suppress(LabkitError):
-        install = extra.lab_install(settings)
-        if settings.cache_dir.resolve() in install.bindir.resolve().parents:
-            pgvector.ensure(install, settings)
+    with contextlib.suppress(LabkitError):  # a PostgreSQL labkit did not fetch is left as it is
+        pgvector.ensure(extra.lab_install(settings), settings)
 
 
 @pytest.fixture(scope="session")

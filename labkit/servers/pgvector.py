@@ -58,6 +58,11 @@ def installed(install: PgInstall) -> bool:
     return (extension_dir(install) / "vector.control").is_file()
 
 
+def fetched_by_labkit(install: PgInstall, settings: Settings) -> bool:
+    """Whether ``install`` is a build labkit fetched into its cache (the only kind it adds pgvector to)."""
+    return settings.cache_dir.resolve() in install.bindir.resolve().parents
+
+
 def _platform_tag() -> str:
     key = (sys.platform, platform.machine().lower())
     if key not in _PLATFORM_TAGS:
@@ -74,7 +79,7 @@ def ensure(install: PgInstall, settings: Settings | None = None, *, quiet: bool 
         return False
     settings = settings or Settings.load()
     cache = settings.cache_dir.resolve()
-    if cache not in install.bindir.resolve().parents:
+    if not fetched_by_labkit(install, settings):
         raise PgvectorUnavailable(
             f"pgvector is not installed in the PostgreSQL at {install.bindir.parent} ({install.source}), "
             "and labkit changes only the builds it fetched itself.",
